@@ -1,0 +1,153 @@
+"""Shared fixtures: personas, a real Redis client, and a real Celery worker process.
+
+Tests talk to the real database (SQLite file or PostgreSQL) and the real Redis that
+`make test` points at (`REDIS_URL`); nothing here fakes either.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def alice(django_user_model):
+    """Owner of the runs under test; may run plugins."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("alice", password="alice-pass-123")
+    user.user_permissions.add(Permission.objects.get(codename="run_plugin"))
+    return user
+
+
+@pytest.fixture
+def bob(django_user_model):
+    """A teammate who may run plugins and see every run."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("bob", password="bob-pass-123")
+    user.user_permissions.add(
+        Permission.objects.get(codename="run_plugin"),
+        Permission.objects.get(codename="view_all_tasks"),
+    )
+    return user
+
+
+@pytest.fixture
+def charlie(django_user_model):
+    """Logged in, but with no permissions at all."""
+    return django_user_model.objects.create_user("charlie", password="charlie-pass-123")
+
+
+@pytest.fixture
+def admin_user_obj(django_user_model):
+    return django_user_model.objects.create_superuser("root", password="root-pass-123")
+
+
+@pytest.fixture
+def redis_client():
+    from django.conf import settings
+
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database the tests are using right now (the test database), so a
+    worker process started by a test reads and writes the same rows."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] or ""
+    if s.get("PASSWORD"):
+        auth += f":{s['PASSWORD']}"
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
+
+
+class WorkerProcess:
+    """A real `celery worker` child process against the test database and Redis."""
+
+    def __init__(self, *, concurrency: int = 1, extra_env: dict[str, str] | None = None):
+        from django.conf import settings
+
+        self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_subprocess(),
+            "REDIS_URL": settings.REDIS_URL,
+            "PLUGINS_FOLDER": str(settings.PLUGINS_FOLDER),
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen | None = None
+        self.log_path = BASE_DIR / "var" / f"worker-{self.hostname.split('@')[0]}.log"
+
+    def start(self, timeout: float = 30) -> WorkerProcess:
+        from octopus.celery import WORKER_KEY_PREFIX
+
+        self.log_path.parent.mkdir(exist_ok=True)
+        self._log = open(self.log_path, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "octopus", "worker", "-l", "info",
+             "-n", self.hostname, "-c", str(self.concurrency), "--without-gossip",
+             "--without-mingle"],
+            cwd=BASE_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        client = redis_lib.Redis.from_url(self.env["REDIS_URL"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            if client.exists(WORKER_KEY_PREFIX + self.hostname):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self._log.close()
+
+
+@pytest.fixture
+def worker_factory(transactional_db):
+    """Start real worker processes; each is stopped when the test ends."""
+    started: list[WorkerProcess] = []
+
+    def start(**kwargs) -> WorkerProcess:
+        worker = WorkerProcess(**kwargs).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_worker_process(worker_factory) -> WorkerProcess:
+    return worker_factory()

@@ -1,0 +1,59 @@
+"""The Celery app. Configuration comes from Django settings (`CELERY_*`).
+
+Workers announce themselves in Redis (`octopus:worker:<hostname>`, refreshed every
+`WORKER_HEARTBEAT_SECONDS`, expiring after three missed beats) so `/healthz` can tell whether
+any worker is alive without a broadcast round-trip.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "octopus.settings")
+
+app = Celery("octopus")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+WORKER_KEY_PREFIX = "octopus:worker:"
+_stop_heartbeat = threading.Event()
+
+
+def _redis():
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _beat(hostname: str) -> None:
+    from django.conf import settings
+
+    interval = settings.WORKER_HEARTBEAT_SECONDS
+    client = _redis()
+    while not _stop_heartbeat.is_set():
+        try:
+            client.set(WORKER_KEY_PREFIX + hostname, "1", ex=interval * 3)
+        except Exception:  # Redis down: /healthz reports it; keep trying.
+            pass
+        _stop_heartbeat.wait(interval)
+
+
+@worker_ready.connect
+def _start_heartbeat(sender=None, **kwargs) -> None:
+    hostname = getattr(sender, "hostname", None) or "worker"
+    threading.Thread(target=_beat, args=(hostname,), name="octopus-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat_on_shutdown(sender=None, **kwargs) -> None:
+    _stop_heartbeat.set()
+    hostname = getattr(sender, "hostname", None) or "worker"
+    try:
+        _redis().delete(WORKER_KEY_PREFIX + hostname)
+    except Exception:
+        pass
