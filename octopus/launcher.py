@@ -223,7 +223,7 @@ def test(args: list[str]) -> int:
     # The suite talks plain HTTP to its own servers (test client, daphne, Chromium).
     for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
         env.setdefault(name, "false")
-    redis_dir = VAR_DIR / "redis-test"
+    redis_dir = VAR_DIR / f"redis-test{env.get('OCTOPUS_TEST_SUFFIX', '')}"
     started = False
     if not env.get("REDIS_URL"):
         if not embedded_redis.is_up(redis_dir / "redis.sock"):

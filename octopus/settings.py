@@ -124,14 +124,18 @@ if _database_url:
 else:
     _db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "octopus.sqlite3")}
 
+# Lets two test runs on one machine keep apart (their own test database and embedded Redis).
+TEST_RUN_SUFFIX = env.str("OCTOPUS_TEST_SUFFIX", default="")
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so a real worker process in the tests sees the same data.
-    _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test-octopus.sqlite3")
+    _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / f"test-octopus{TEST_RUN_SUFFIX}.sqlite3")
     # WAL lets the web process read while a worker writes log batches.
     _db.setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 else:
+    if TEST_RUN_SUFFIX:
+        _db.setdefault("TEST", {})["NAME"] = f"test_{_db['NAME']}{TEST_RUN_SUFFIX}"
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
 DATABASES = {"default": _db}
