@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -36,7 +37,9 @@ def is_up(socket_path: Path) -> bool:
         return False
 
 
-def start(directory: Path, *, daemonize: bool = False) -> subprocess.Popen | None:
+def start(
+    directory: Path, *, daemonize: bool = False, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen | None:
     """Start redis-server on `directory/redis.sock` and wait until it answers.
 
     Returns the child process (None when `daemonize` is set: the server then outlives us and
@@ -58,7 +61,9 @@ def start(directory: Path, *, daemonize: bool = False) -> subprocess.Popen | Non
         "--logfile", str(directory / "redis.log"),
         "--daemonize", "yes" if daemonize else "no",
     ]  # fmt: skip
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=daemonize)
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, start_new_session=daemonize, preexec_fn=preexec_fn
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if is_up(sock):

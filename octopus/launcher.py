@@ -104,18 +104,26 @@ class Supervisor:
         self.stopping = True
         # Reverse order: web, beat and worker first, Redis last.
         for _, proc in reversed(self.children):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+            self._signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for name, proc in reversed(self.children):
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _say(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killing it")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                self._signal(proc, signal.SIGKILL)
                 proc.wait()
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen, signum: int) -> None:
+        """Signal the child's whole process group (Celery's pool processes too)."""
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
 
     def watch(self) -> int:
         """Block until a child exits on its own (returns 1) or we are told to stop (0)."""
@@ -165,7 +173,7 @@ def run() -> int:
             if embedded_redis.is_up(redis_dir / "redis.sock"):
                 _fail(f"an embedded Redis is already running on {redis_dir / 'redis.sock'}.")
             _say(f"starting the embedded Redis on {redis_dir / 'redis.sock'}")
-            proc = embedded_redis.start(redis_dir)
+            proc = embedded_redis.start(redis_dir, preexec_fn=_die_with_parent)
             sup.children.append(("redis", proc))
             env["REDIS_URL"] = embedded_redis.socket_url(redis_dir / "redis.sock")
         # One clear message for bad settings, before anything else starts.

@@ -18,7 +18,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "octopus",
     "plugins_app",
     "tasks_app",
+    "accounts_app",
 ]
 
 MIDDLEWARE = [
@@ -145,7 +147,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EMBEDDED_REDIS_DIR = VAR_DIR / "redis"
 EMBEDDED_REDIS_SOCKET = EMBEDDED_REDIS_DIR / "redis.sock"
 REDIS_URL = env.str("REDIS_URL", default="") or f"unix://{EMBEDDED_REDIS_SOCKET}?db=0"
-REDIS_IS_EMBEDDED = not env.str("REDIS_URL", default="")
+REDIS_IS_EMBEDDED = REDIS_URL.startswith(f"unix://{VAR_DIR}/")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(
         f"REDIS_URL: expected redis://, rediss:// or unix://, got {REDIS_URL!r}"
