@@ -194,6 +194,35 @@ PLUGINS_FOLDER = Path(env.str("PLUGINS_FOLDER", default=str(BASE_DIR / "plugins"
 PLUGINS_AUTO_ACTIVATE = _bool("PLUGINS_AUTO_ACTIVATE", False)
 WORKER_HEARTBEAT_SECONDS = _int("WORKER_HEARTBEAT_SECONDS", 5, minimum=1)
 
+# Running plugins (tasks_app/runner.py). Seconds unless named otherwise.
+# Time limit for plugins without a module-level TIMEOUT; 0 = none.
+TASK_DEFAULT_TIMEOUT = _int("TASK_DEFAULT_TIMEOUT", 3600, minimum=0)
+# After the soft time limit (the plugin gets an exception) and after a cancel request, how
+# long a plugin has to stop before its process is killed.
+TASK_TIME_LIMIT_GRACE_SECONDS = _int("TASK_TIME_LIMIT_GRACE_SECONDS", 10, minimum=1)
+TASK_CANCEL_GRACE_SECONDS = _int("TASK_CANCEL_GRACE_SECONDS", 10, minimum=1)
+# A running task's heartbeat; the reaper fails RUNNING tasks silent for TASK_LOST_AFTER_SECONDS.
+TASK_HEARTBEAT_SECONDS = _int("TASK_HEARTBEAT_SECONDS", 10, minimum=1)
+TASK_LOST_AFTER_SECONDS = _int("TASK_LOST_AFTER_SECONDS", 60, minimum=2)
+TASK_REAP_INTERVAL_SECONDS = _int("TASK_REAP_INTERVAL_SECONDS", 30, minimum=1)
+# The daily cleanup deletes finished tasks older than this many days; 0 = keep forever.
+TASK_RETENTION_DAYS = _int("TASK_RETENTION_DAYS", 30, minimum=0)
+# Log lines a plugin may have in memory before its log call waits (backpressure).
+LOG_BUFFER_MAX_LINES = _int("LOG_BUFFER_MAX_LINES", 10000, minimum=100)
+# A batch of log lines is written every LOG_FLUSH_MAX_LINES lines or LOG_FLUSH_INTERVAL_MS.
+LOG_FLUSH_MAX_LINES = _int("LOG_FLUSH_MAX_LINES", 5000, minimum=1)
+LOG_FLUSH_INTERVAL_MS = _int("LOG_FLUSH_INTERVAL_MS", 500, minimum=10)
+CELERY_BEAT_SCHEDULE = {
+    "octopus-reap-lost-tasks": {
+        "task": "tasks_app.reap_lost_tasks",
+        "schedule": float(TASK_REAP_INTERVAL_SECONDS),
+    },
+    "octopus-cleanup-old-tasks": {
+        "task": "tasks_app.cleanup_old_tasks",
+        "schedule": 24 * 3600.0,
+    },
+}
+
 # --- Auth, i18n, static ------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
