@@ -107,6 +107,7 @@ class WorkerProcess:
              "-n", self.hostname, "-c", str(self.concurrency), "--without-gossip",
              "--without-mingle"],
             cwd=BASE_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so kill() takes its children too
         )  # fmt: skip
         client = redis_lib.Redis.from_url(self.env["REDIS_URL"])
         deadline = time.monotonic() + timeout
@@ -120,6 +121,15 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and every process it started (pool children, plugin processes),
+        as a machine or container dying would."""
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def stop(self, timeout: float = 20) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,30 @@
+"""`manage.py reap_tasks [--lost-after SECONDS]`: fail RUNNING tasks whose worker went silent.
+
+The same work the beat entry `octopus-reap-lost-tasks` does every TASK_REAP_INTERVAL_SECONDS.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from tasks_app.services import tasks_reap_lost
+
+
+class Command(BaseCommand):
+    help = "Mark RUNNING tasks without a recent heartbeat FAILED (worker lost)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--lost-after", type=int, default=None,
+            help=f"seconds without a heartbeat (default {settings.TASK_LOST_AFTER_SECONDS})",
+        )  # fmt: skip
+
+    def handle(self, *args, **options):
+        lost_after = options["lost_after"]
+        if lost_after is not None and lost_after < 1:
+            raise CommandError("--lost-after must be at least 1 second")
+        reaped = tasks_reap_lost(lost_after_seconds=lost_after)
+        for task_id in reaped:
+            self.stdout.write(f"failed {task_id} (worker lost)")
+        self.stdout.write(f"reaped {len(reaped)} task(s)")
