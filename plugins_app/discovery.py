@@ -148,6 +148,8 @@ def _arithmetic(node: ast.expr) -> float:
     """Evaluate `5 * 60`-style constant arithmetic without eval()."""
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_arithmetic(node.operand)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
         left, right = _arithmetic(node.left), _arithmetic(node.right)
         if isinstance(node.op, ast.Add):

@@ -91,7 +91,7 @@ def plugin_rollback(*, version: PluginVersion, user) -> Plugin:
     version; the file is not touched in either case.
     """
     _require_superuser(user)
-    plugin = version.plugin
+    plugin = Plugin.objects.get(pk=version.plugin_id)  # fresh: the caller's copy may be stale
     if plugin.sha256 == version.sha256 and not plugin.is_missing:
         raise ValidationError(f"{plugin.pk}: that version is already the current one.")
     path = plugin_file_path(plugin)
