@@ -98,7 +98,8 @@ def parse_plugin_source(source: str) -> PluginMeta:
     meta.timeout = _timeout(assigns.get("TIMEOUT"))
 
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    meta.functions = [_describe_function(fn) for fn in functions]
+    text = _SourceText(source)
+    meta.functions = [_describe_function(fn, text) for fn in functions]
     run = next((fn for fn in reversed(functions) if fn.name == "run"), None)
     if run is None:
         raise PluginParseError("no top-level `def run(...)` found")
@@ -158,19 +159,38 @@ def _arithmetic(node: ast.expr) -> float:
     raise ValueError("not constant arithmetic")
 
 
-def _describe_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, Any]:
+class _SourceText:
+    """Slices the source text of AST nodes: as the author wrote them, and (unlike
+    `ast.unparse`, which dominated discovery time) without re-rendering the tree."""
+
+    def __init__(self, source: str):
+        # AST column offsets count UTF-8 bytes.
+        self.lines = [line.encode("utf-8") for line in source.splitlines(keepends=True)]
+
+    def of(self, node: ast.AST | None) -> str | None:
+        if node is None:
+            return None
+        first, last = node.lineno - 1, node.end_lineno - 1
+        if first == last:
+            return self.lines[first][node.col_offset : node.end_col_offset].decode("utf-8")
+        chunks = [self.lines[first][node.col_offset :], *self.lines[first + 1 : last]]
+        chunks.append(self.lines[last][: node.end_col_offset])
+        return b"".join(chunks).decode("utf-8")
+
+
+def _describe_function(fn: ast.FunctionDef | ast.AsyncFunctionDef, text: _SourceText) -> dict:
     args = fn.args
     params = []
     positional = [*args.posonlyargs, *args.args]
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     for arg, default in zip(positional, defaults, strict=True):
-        params.append(_describe_param(arg, default, "positional"))
+        params.append(_describe_param(arg, default, "positional", text))
     if args.vararg:
-        params.append(_describe_param(args.vararg, None, "var_positional"))
+        params.append(_describe_param(args.vararg, None, "var_positional", text))
     for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
-        params.append(_describe_param(arg, default, "keyword_only"))
+        params.append(_describe_param(arg, default, "keyword_only", text))
     if args.kwarg:
-        params.append(_describe_param(args.kwarg, None, "var_keyword"))
+        params.append(_describe_param(args.kwarg, None, "var_keyword", text))
     doc = (ast.get_docstring(fn) or "").strip().partition("\n")[0]
     return {
         "name": fn.name,
@@ -178,16 +198,18 @@ def _describe_function(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, 
         "is_async": isinstance(fn, ast.AsyncFunctionDef),
         "doc": doc,
         "params": params,
-        "returns": ast.unparse(fn.returns) if fn.returns else None,
+        "returns": text.of(fn.returns),
     }
 
 
-def _describe_param(arg: ast.arg, default: ast.expr | None, kind: str) -> dict[str, Any]:
+def _describe_param(
+    arg: ast.arg, default: ast.expr | None, kind: str, text: _SourceText
+) -> dict[str, Any]:
     return {
         "name": arg.arg,
         "kind": kind,
-        "annotation": ast.unparse(arg.annotation) if arg.annotation else None,
-        "default": ast.unparse(default) if default is not None else None,
+        "annotation": text.of(arg.annotation),
+        "default": text.of(default),
     }
 
 
@@ -372,8 +394,11 @@ def _literal_default(node: ast.expr) -> tuple[bool, Any]:
         value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False, None
+    if isinstance(value, str | bool | int | None):  # the common case, no round trip
+        return True, value
     try:
-        return True, json.loads(json.dumps(value))
+        # allow_nan=False: 1e999 is a literal, but Infinity is not JSON (nor jsonb).
+        return True, json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError):
         return False, None
 

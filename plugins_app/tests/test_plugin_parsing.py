@@ -92,6 +92,12 @@ def test_it_marks_parameters_without_defaults_as_required_keyword_only_included(
     assert schema.params_schema["properties"]["d"]["default"] == "x"
 
 
+def test_it_omits_a_default_that_is_not_json_and_keeps_the_param_optional():
+    found = props("a: float = 1e999, b: set = {1}, c: tuple = (1, 'x')")
+    assert "default" not in found["a"] and "default" not in found["b"]
+    assert found["c"]["default"] == [1, "x"]
+
+
 def test_it_omits_a_default_that_is_not_a_literal_but_keeps_the_param_optional():
     schema = parse("import os\ndef run(path: str = os.getcwd()):\n pass\n").params_schema
     assert "default" not in schema["properties"]["path"]
