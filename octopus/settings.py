@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "octopus",
     "plugins_app",
     "tasks_app",
+    "schedules_app",
     "accounts_app",
 ]
 

@@ -71,6 +71,10 @@ class Task(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="octopus_tasks",
     )  # fmt: skip
+    schedule = models.ForeignKey(
+        "schedules_app.Schedule", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="tasks",
+    )  # fmt: skip
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)

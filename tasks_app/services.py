@@ -106,9 +106,9 @@ def task_create(*, plugin: Plugin, params: dict, user, schedule=None) -> Task:
     """Validate `params` against the plugin's schema, save a PENDING Task and enqueue it once
     the transaction commits (a worker never looks for a row that is not committed yet).
 
-    Raises PluginNotRunnable (nothing saved) or ParamsInvalid (nothing saved). `schedule` is
-    accepted for the schedules feature and not stored yet. Costs two INSERT-ish queries and,
-    after commit, one Redis LPUSH; if the enqueue fails the task is marked FAILED at once."""
+    Raises PluginNotRunnable (nothing saved) or ParamsInvalid (nothing saved). `schedule`
+    (a schedules_app.Schedule) is stored on the runs a schedule fires. Costs two INSERT-ish
+    queries and, after commit, one Redis LPUSH; if the enqueue fails the task is marked FAILED at once."""
     plugin.refresh_from_db()
     reason = _not_runnable_reason(plugin)
     if reason:
@@ -121,6 +121,7 @@ def task_create(*, plugin: Plugin, params: dict, user, schedule=None) -> Task:
         plugin_sha256=plugin.sha256,
         params=values,
         user=user if getattr(user, "pk", None) else None,
+        schedule=schedule,
     )
     transaction.on_commit(lambda: _enqueue(task.pk))
     return task
