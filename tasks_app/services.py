@@ -108,7 +108,8 @@ def task_create(*, plugin: Plugin, params: dict, user, schedule=None) -> Task:
 
     Raises PluginNotRunnable (nothing saved) or ParamsInvalid (nothing saved). `schedule`
     (a schedules_app.Schedule) is stored on the runs a schedule fires. Costs two INSERT-ish
-    queries and, after commit, one Redis LPUSH; if the enqueue fails the task is marked FAILED at once."""
+    queries and, after commit, one Redis LPUSH; if the enqueue fails the task is marked FAILED
+    at once."""
     plugin.refresh_from_db()
     reason = _not_runnable_reason(plugin)
     if reason:
