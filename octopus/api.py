@@ -20,6 +20,7 @@ from ninja.security.session import SessionAuth
 from ninja.utils import check_csrf
 
 from accounts_app.models import ApiToken
+from octopus.api_errors import ApiError
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 
@@ -87,16 +88,6 @@ def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> Htt
         {"detail": "Authentication required: log in, or send 'Authorization: Bearer <token>'."},
         status=401,
     )
-
-
-class ApiError(Exception):
-    """Raised by a view to answer `status` with `{"detail", "errors"?}`."""
-
-    def __init__(self, status: int, detail: str, *, errors: dict[str, list[str]] | None = None):
-        self.status = status
-        self.detail = detail
-        self.errors = errors
-        super().__init__(detail)
 
 
 @api.exception_handler(ApiError)

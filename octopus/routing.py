@@ -2,4 +2,11 @@
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from tasks_app.consumers import TaskListConsumer, TaskLogConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/tasks/<uuid:task_id>/logs/", TaskLogConsumer.as_asgi()),
+    path("ws/tasks/", TaskListConsumer.as_asgi()),
+]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
-from octopus.api import ApiError
+from octopus.api_errors import ApiError
 from plugins_app.models import Plugin
+from plugins_app.services import plugin_activate, plugin_deactivate, plugins_discover
 
 router = Router(tags=["plugins"])
 
@@ -72,7 +74,8 @@ class PluginListQuery(Schema):
 
 class DiscoverOut(Schema):
     total: int
-    report: Any = None
+    summary: str
+    report: dict[str, Any]
 
 
 def _get_plugin(plugin_id: str) -> Plugin:
@@ -104,15 +107,13 @@ def plugin_list(request: HttpRequest, filters: Query[PluginListQuery]):
 # Before the `/{plugin_id}` routes, so `discover` is never read as a plugin id.
 @router.post("/discover", response=DiscoverOut)
 def plugin_discover(request: HttpRequest):
-    from plugins_app.services import plugins_discover
-
     _require_superuser(request)
-    report = plugins_discover()
-    if dataclasses.is_dataclass(report) and not isinstance(report, type):
-        report = dataclasses.asdict(report)
-    elif not isinstance(report, dict | list | None):
-        report = str(report)
-    return {"total": Plugin.objects.count(), "report": report}
+    result = plugins_discover()
+    return {
+        "total": Plugin.objects.count(),
+        "summary": result.summary(),
+        "report": dataclasses.asdict(result),
+    }
 
 
 @router.get("/{plugin_id}", response=PluginOut, by_alias=True)
@@ -122,19 +123,18 @@ def plugin_detail(request: HttpRequest, plugin_id: str):
 
 @router.post("/{plugin_id}/activate", response=PluginOut, by_alias=True)
 def plugin_activate_view(request: HttpRequest, plugin_id: str):
-    from plugins_app.services import plugin_activate
-
     _require_superuser(request)
     plugin = _get_plugin(plugin_id)
-    plugin_activate(plugin=plugin, user=request.auth)
+    try:
+        plugin_activate(plugin=plugin, user=request.auth)
+    except ValidationError as exc:
+        raise ApiError(409, " ".join(exc.messages))
     plugin.refresh_from_db()
     return PluginOut.from_plugin(plugin)
 
 
 @router.post("/{plugin_id}/deactivate", response=PluginOut, by_alias=True)
 def plugin_deactivate_view(request: HttpRequest, plugin_id: str):
-    from plugins_app.services import plugin_deactivate
-
     _require_superuser(request)
     plugin = _get_plugin(plugin_id)
     plugin_deactivate(plugin=plugin, user=request.auth)

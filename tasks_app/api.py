@@ -15,11 +15,12 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 
-from octopus.api import ApiError
+from octopus.api_errors import ApiError
 from plugins_app.models import Plugin
 from tasks_app import logquery
 from tasks_app.logquery import LogFilter, LogFilterInvalid
 from tasks_app.models import Task
+from tasks_app.services import ParamsInvalid, PluginNotRunnable, task_cancel, task_create
 
 router = Router(tags=["tasks"])
 
@@ -161,8 +162,6 @@ def _require_run_permission(request: HttpRequest) -> None:
 
 
 def _start(request: HttpRequest, plugin: Plugin, params: dict) -> Task:
-    from tasks_app.services import ParamsInvalid, PluginNotRunnable, task_create
-
     try:
         return task_create(plugin=plugin, params=params, user=request.auth)
     except ParamsInvalid as exc:
@@ -209,8 +208,6 @@ def task_cancel_view(request: HttpRequest, task_id: uuid.UUID):
         raise ApiError(403, "You may not cancel this task.")
     if task.is_terminal:
         raise ApiError(409, f"Task {task.id} has already finished ({task.status}).")
-    from tasks_app.services import task_cancel
-
     return task_out(task_cancel(task=task, user=user))
 
 

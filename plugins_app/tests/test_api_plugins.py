@@ -86,3 +86,37 @@ def test_only_a_superuser_may_discover(api):
 
 def test_activating_an_unknown_plugin_is_404(root_api):
     assert root_api.post("/api/v1/plugins/nope/activate").status_code == 404
+
+
+def test_a_superuser_activates_and_deactivates_a_plugin_with_an_audit_entry(root_api):
+    from django.contrib.admin.models import LogEntry
+
+    make_plugin("hello", is_active=False)
+    response = root_api.post("/api/v1/plugins/hello/activate")
+    assert response.status_code == 200
+    assert response.json()["is_active"] is True
+    assert Plugin.objects.get().is_active
+    response = root_api.post("/api/v1/plugins/hello/deactivate")
+    assert response.json()["is_active"] is False
+    assert LogEntry.objects.filter(object_id="hello").count() == 2
+
+
+def test_activating_a_broken_plugin_is_409_and_changes_nothing(root_api):
+    make_plugin("broken", is_active=False, discovery_error="SyntaxError: invalid syntax")
+    response = root_api.post("/api/v1/plugins/broken/activate")
+    assert response.status_code == 409
+    assert "fix its error first" in response.json()["detail"]
+    assert Plugin.objects.get().is_active is False
+
+
+def test_a_superuser_discovers_plugins_from_the_folder(root_api, settings, tmp_path):
+    settings.PLUGINS_FOLDER = tmp_path
+    (tmp_path / "say_hi.py").write_text(
+        '"""Say hi."""\n\ndef run(context, name: str = "x"):\n    pass\n'
+    )
+    response = root_api.post("/api/v1/plugins/discover")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["report"]["added"] == ["say-hi"]
+    assert body["total"] == 1
+    assert Plugin.objects.get().summary == "Say hi."
