@@ -52,6 +52,10 @@ class PluginVersionInline(admin.TabularInline):
     can_delete = False
     verbose_name_plural = "version history"
 
+    def get_queryset(self, request):
+        # A source can be up to 1 MiB per version; the table shows none of it.
+        return super().get_queryset(request).defer("source")
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 

@@ -122,3 +122,13 @@ def test_watch_stops_cleanly_on_ctrl_c(watcher):
     watcher.wait_for_output("Watching")
     assert watcher.stop(signal.SIGINT) == 0
     assert "Stopped watching." in watcher.output()
+
+
+def test_watch_notices_a_folder_of_plugins_moved_in_as_a_whole(watcher, plugins_folder, tmp_path):
+    watcher.wait_for_output("Watching")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "moved_in.py").write_text(PLUGIN.format(version="1"))
+    staged.rename(plugins_folder / "team")
+    _within(2.0, lambda: Plugin.objects.filter(pk="moved-in").exists())
+    assert Plugin.objects.get(pk="moved-in").file_path == "team/moved_in.py"

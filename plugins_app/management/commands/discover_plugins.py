@@ -25,8 +25,12 @@ STEP_MS = 100
 
 
 def _is_plugin_change(change, path: str) -> bool:
+    """A `.py` file, or something without a suffix (a folder moved in or out as a whole
+    yields one event for the folder only). Dot-files are editor and rollback temporaries."""
     name = Path(path).name
-    return name.endswith(".py") and not name.startswith((".", "_"))
+    if name.startswith(".") or name == "__pycache__":
+        return False
+    return name.endswith(".py") or not Path(name).suffix
 
 
 class Command(BaseCommand):
