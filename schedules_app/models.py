@@ -20,6 +20,14 @@ class Overlap(models.TextChoices):
     ALLOW = "allow", "Allow overlapping runs"
 
 
+class ScheduleQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ScheduleQuerySet:
+        """Schedules `user` may see: their own, or all with `tasks_app.view_all_tasks`."""
+        if user.is_superuser or user.has_perm("tasks_app.view_all_tasks"):
+            return self
+        return self.filter(owner=user)
+
+
 class Schedule(models.Model):
     plugin = models.ForeignKey(
         "plugins_app.Plugin", on_delete=models.PROTECT, related_name="schedules"
@@ -48,6 +56,8 @@ class Schedule(models.Model):
     )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScheduleQuerySet.as_manager()
 
     class Meta:
         ordering = ["plugin_id", "id"]
@@ -88,6 +98,10 @@ class Schedule(models.Model):
         if self.interval_seconds:
             return f"every {self.interval_seconds}s"
         return f"once at {self.run_at:%Y-%m-%d %H:%M:%S} UTC" if self.run_at else "?"
+
+    def can_edit(self, user) -> bool:
+        """The owner or a superuser may edit, toggle or delete."""
+        return user.is_superuser or user.pk == self.owner_id
 
     @property
     def periodic_task_name(self) -> str:

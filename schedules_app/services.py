@@ -461,3 +461,29 @@ def timing_preview(
         run_at=run_at, now=now,
     )  # fmt: skip
     return timing.describe(), timing.next_runs(after=now, anchor=now, count=count)
+
+
+def schedules_with_status(*, schedules, now: datetime | None = None) -> list[Schedule]:
+    """The schedules as a list, each with `description`, `next_run_at`, `last_task` (the
+    latest run it created, or None) and `last_fire` (the latest fire, or None) attached.
+    Costs three queries whatever the number of schedules."""
+    from django.db.models import OuterRef, Subquery
+
+    now = now or timezone.now()
+    latest_task = Task.objects.filter(schedule=OuterRef("pk")).order_by("-created_at")
+    latest_fire = ScheduleFire.objects.filter(schedule=OuterRef("pk")).order_by("-nominal_at")
+    rows = list(
+        schedules.select_related("plugin", "owner").annotate(
+            last_task_pk=Subquery(latest_task.values("pk")[:1]),
+            last_fire_pk=Subquery(latest_fire.values("pk")[:1]),
+        )
+    )
+    tasks = Task.objects.in_bulk([r.last_task_pk for r in rows if r.last_task_pk])
+    fires = ScheduleFire.objects.in_bulk([r.last_fire_pk for r in rows if r.last_fire_pk])
+    for row in rows:
+        row.last_task = tasks.get(row.last_task_pk)
+        row.last_fire = fires.get(row.last_fire_pk)
+        row.description = schedule_timing(row).describe()
+        upcoming = schedule_next_runs(schedule=row, now=now, count=1)
+        row.next_run_at = upcoming[0] if upcoming else None
+    return rows
