@@ -189,7 +189,8 @@ class PluginAdmin(admin.ModelAdmin):
             except ValidationError as exc:
                 self.message_user(request, " ".join(exc.messages), messages.ERROR)
             else:
-                self.message_user(request, f"{plugin.pk} rolled back to {version}.")
+                label = f"version {version.version or '?'} ({version.sha256[:12]})"
+                self.message_user(request, f"Rolled {plugin.pk} back to {label}.")
             return HttpResponseRedirect(change_url)
         context = {
             **self.admin_site.each_context(request),

@@ -163,6 +163,7 @@ def test_rollback_asks_for_confirmation_then_restores_the_file(
     assert Plugin.objects.get(pk="alpha").version == "2", "GET changes nothing"
     response = superuser_client.post(url, follow=True)
     assert response.status_code == 200
+    assert f"Rolled alpha back to version 1 ({old.sha256[:12]})." in response.content.decode()
     assert Plugin.objects.get(pk="alpha").version == "1"
     assert '__version__ = "1"' in (plugins_folder / "alpha.py").read_text()
 
