@@ -621,7 +621,8 @@ def discover(folder: Path, *, auto_activate: bool = False, force: bool = False) 
         result.missing = _mark_missing(existing, seen)
     result.errors = issues + [
         DiscoveryIssue(p.file_path, p.discovery_error, p.pk)
-        for p in Plugin.objects.filter(pk__in=seen).exclude(discovery_error="").order_by("pk")
+        # Present files are exactly the rows not missing now; no IN list of every id.
+        for p in Plugin.objects.filter(is_missing=False).exclude(discovery_error="").order_by("pk")
     ]
     for names in (result.added, result.updated, result.unchanged, result.missing):
         names.sort()

@@ -128,6 +128,28 @@ def test_a_broken_file_is_listed_with_its_line_and_the_others_are_registered(wri
     assert broken.versions.count() == 1, "kept, so a fix can be rolled back to"
 
 
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("PARAMS_SCHEMA = {'type': 'objekt'}\ndef run(context):\n    pass\n", "line 1: PARAMS"),
+        ("def helper():\n    pass\n", "no top-level `def run(...)`"),
+        ("TIMEOUT = 'soon'\ndef run():\n    pass\n", "line 1: TIMEOUT"),
+    ],
+)
+def test_a_file_that_cannot_run_is_listed_with_its_error_and_never_activated(
+    write_plugin, settings, source, message
+):
+    settings.PLUGINS_AUTO_ACTIVATE = True
+    write_plugin("good.py", BACKUP)
+    write_plugin("bad.py", source)
+    result = plugins_discover()
+    bad = Plugin.objects.get(pk="bad")
+    assert bad.discovery_error.startswith(message)
+    assert not bad.is_active and not bad.is_runnable
+    assert [e.plugin_id for e in result.errors] == ["bad"]
+    assert Plugin.objects.get(pk="good").is_runnable
+
+
 def test_breaking_a_registered_file_keeps_its_last_good_metadata(write_plugin):
     path = write_plugin("backup.py", BACKUP)
     plugins_discover()
