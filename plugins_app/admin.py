@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from plugins_app.discovery import PluginParseError, parse_plugin_source
 from plugins_app.models import Plugin, PluginVersion
 from plugins_app.services import (
     plugin_activate,
@@ -200,11 +201,22 @@ class PluginAdmin(admin.ModelAdmin):
             "version": version,
             "is_current": version.sha256 == plugin.sha256 and not plugin.is_missing,
             "diff": _diff(plugin, version),
+            "version_error": _parse_error(version.source),
             "change_url": change_url,
         }
         return TemplateResponse(
             request, "admin/plugins_app/plugin/rollback_confirmation.html", context
         )
+
+
+def _parse_error(source: str) -> str:
+    """Why that source would not register ("" if it would) — so a rollback to a broken
+    version is a choice made knowingly. Parses only; nothing is imported."""
+    try:
+        parse_plugin_source(source)
+    except PluginParseError as exc:
+        return str(exc)
+    return ""
 
 
 def _diff(plugin: Plugin, version: PluginVersion) -> str:

@@ -191,3 +191,16 @@ def test_nobody_can_add_or_delete_plugins_in_the_admin(registered, superuser_cli
     url = reverse("admin:plugins_app_plugin_delete", args=["alpha"])
     assert superuser_client.post(url, {"post": "yes"}).status_code == 403
     assert Plugin.objects.filter(pk="alpha").exists()
+
+
+def test_the_confirmation_warns_when_the_version_is_broken(
+    registered, superuser_client, plugins_folder
+):
+    (plugins_folder / "broken.py").write_text(source("Fixed now."))
+    plugins_discover()
+    broken_version = PluginVersion.objects.get(plugin_id="broken", version="")
+    url = reverse("admin:plugins_app_plugin_rollback", args=["broken", broken_version.pk])
+    body = superuser_client.get(url).content.decode()
+    assert "does not register as a working plugin: line 1:" in body
+    fixed = PluginVersion.objects.get(plugin_id="broken", version="1")
+    assert Plugin.objects.get(pk="broken").sha256 == fixed.sha256, "GET changes nothing"
