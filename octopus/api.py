@@ -100,10 +100,12 @@ def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 
 def _register_routers() -> None:
     from plugins_app.api import router as plugins_router
+    from schedules_app.api import router as schedules_router
     from tasks_app.api import router as tasks_router
 
     api.add_router("/plugins", plugins_router)
     api.add_router("/tasks", tasks_router)
+    api.add_router("/schedules", schedules_router)
 
 
 _register_routers()
