@@ -42,6 +42,8 @@ from plugins_app.models import PLUGIN_ID_PATTERN, Plugin, PluginVersion
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 MAX_PLUGIN_BYTES = 1024 * 1024
+MAX_TIMEOUT = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
+MAX_PATH_CHARS = 1000  # Plugin.file_path
 _ID_RE = re.compile(PLUGIN_ID_PATTERN)
 # Arbitrary, stable key for pg_advisory_xact_lock: one discovery at a time per database.
 _PG_LOCK_KEY = 0x0C70_D15C
@@ -142,6 +144,8 @@ def _timeout(node: ast.expr | None) -> int | None:
         ) from None
     if value <= 0 or value != int(value):
         raise PluginParseError(f"line {node.lineno}: TIMEOUT must be a positive whole number")
+    if value > MAX_TIMEOUT:
+        raise PluginParseError(f"line {node.lineno}: TIMEOUT must be at most {MAX_TIMEOUT} s")
     return int(value)
 
 
@@ -244,7 +248,7 @@ def _run_schema(run: ast.FunctionDef) -> tuple[bool, dict[str, Any]]:
     for arg in [*positional, *args.kwonlyargs]:
         prop = schema_for_annotation(arg.annotation)
         if arg.arg in descriptions:
-            prop["description"] = descriptions[arg.arg]
+            prop["description"] = _clean(descriptions[arg.arg])  # display text only
         if arg.arg in defaults:
             found, value = _literal_default(defaults[arg.arg])
             if found:
@@ -424,9 +428,16 @@ def _params_schema_override(node: ast.expr) -> dict[str, Any]:
 
 
 def _reject_nul(schema: dict[str, Any]) -> None:
-    # PostgreSQL's jsonb cannot hold U+0000; refuse it here rather than fail the whole batch.
-    if "\\u0000" in json.dumps(schema):
+    # PostgreSQL's jsonb cannot hold U+0000 or a lone surrogate ("\ud800" in a string
+    # literal); refuse them here rather than fail the whole batch. Cleaning them would change
+    # what the schema accepts.
+    text = json.dumps(schema, ensure_ascii=False)
+    if "\\u0000" in text:
         raise PluginParseError("the params schema contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PluginParseError("the params schema contains invalid Unicode text") from None
 
 
 _SECTION_RE = re.compile(r"^(Args|Arguments|Parameters|Params)\s*:\s*$")
@@ -536,6 +547,9 @@ def scan_folder(folder: Path) -> tuple[list[_File], list[DiscoveryIssue]]:
             path = Path(dirpath, filename)
             rel_path = path.relative_to(folder).as_posix()
             plugin_id = plugin_id_for(path)
+            if len(rel_path) > MAX_PATH_CHARS:
+                issues.append(DiscoveryIssue(rel_path[:200] + "…", "path is too long"))
+                continue
             if not is_valid_plugin_id(plugin_id):
                 issues.append(
                     DiscoveryIssue(
@@ -697,8 +711,20 @@ def _read(f: _File) -> tuple[str | None, PluginMeta | None, str]:
         return source, None, str(exc)
 
 
+def _clean(value: Any) -> Any:
+    """Strings as the database can store them: no NUL, no lone surrogates (both can come from
+    escapes in a docstring or a literal). For display fields only."""
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
 def _clip(value: str, limit: int) -> str:
-    value = value.replace("\x00", "")
+    value = _clean(value)
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
@@ -709,10 +735,10 @@ def _apply_meta(plugin: Plugin, meta: PluginMeta | None, error: str) -> None:
         return
     plugin.name = _clip(meta.name or plugin.pk.replace("-", " ").capitalize(), 200)
     plugin.summary = _clip(meta.summary, 500)
-    plugin.description = meta.description.replace("\x00", "")
+    plugin.description = _clean(meta.description)
     plugin.version = _clip(meta.version, 50)
     plugin.author = _clip(meta.author, 200)
-    plugin.functions = json.loads(json.dumps(meta.functions).replace("\\u0000", ""))
+    plugin.functions = _clean(meta.functions)
     plugin.params_schema = meta.params_schema
     plugin.takes_context = meta.takes_context
     plugin.timeout = meta.timeout

@@ -286,3 +286,35 @@ def test_the_summary_names_every_category(write_plugin):
     assert "added (2): a, bad" in text
     assert "unchanged (0)" in text
     assert "errors (1):" in text and "bad (bad.py): line 1:" in text
+
+
+def test_escapes_the_database_cannot_store_never_abort_discovery(write_plugin, plugins_folder):
+    write_plugin(
+        "odd.py",
+        r'''
+        """Summary with a NUL \x00 and a lone surrogate \ud800."""
+        __author__ = "\ud800 team"
+
+        def run(context, a: int = 1):
+            """Args:
+                a: the \x00 value"""
+        ''',
+    )
+    write_plugin("odd_schema.py", "def run(x: Literal['\\ud800']):\n    pass\n")
+    write_plugin("nul_schema.py", "def run(x: Literal['\\x00']):\n    pass\n")
+    write_plugin("slow.py", "TIMEOUT = 1000000000000\ndef run():\n    pass\n")
+    write_plugin("fine.py", BACKUP)
+    deep = "/".join(["d" * 60] * 17)
+    write_plugin(f"{deep}/deep.py", BACKUP)
+    result = plugins_discover()
+    odd = Plugin.objects.get(pk="odd")
+    assert odd.summary == "Summary with a NUL  and a lone surrogate ?."
+    assert odd.author == "? team"
+    messages = {e.plugin_id or "deep": e.message for e in result.errors}
+    assert odd.params_schema["properties"]["a"]["description"] == "the  value"
+    assert not odd.discovery_error
+    assert "invalid Unicode" in messages["odd-schema"]
+    assert "contains a NUL" in messages["nul-schema"]
+    assert "at most" in messages["slow"]
+    assert messages["deep"] == "path is too long"
+    assert Plugin.objects.get(pk="fine").discovery_error == "", "the others are registered"
