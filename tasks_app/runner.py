@@ -308,9 +308,12 @@ class Run:
                 batch = None
             if batch is _EOF:
                 break
+            now = time.monotonic()
             if batch:
                 self._take(batch)
-            now = time.monotonic()
+                if eof_deadline:
+                    # Still draining what the plugin wrote before it exited: keep going.
+                    eof_deadline = now + 2
             if (self.pending or self.progress) and (
                 len(self.pending) >= self.flush_lines or now - last_flush >= self.flush_interval
             ):
@@ -322,7 +325,8 @@ class Run:
             if self.exit_status is None:
                 self._reap_child()
                 if self.exit_status is not None:
-                    # The pipe closes with the process; tolerate a writer it forked.
+                    # The pipe closes with the process. Only if it stays open with nothing
+                    # arriving for 2 s (a process the plugin forked holds it) stop waiting.
                     eof_deadline = now + 2
             elif eof_deadline and now > eof_deadline:
                 break

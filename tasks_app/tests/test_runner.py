@@ -4,9 +4,10 @@ real fork, real pipe, real database. The worker-process tests are in test_worker
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from tasks_app.models import LogLevel, Task, TaskLog, TaskStatus
 from tasks_app.runner import execute_task
@@ -369,3 +370,56 @@ def test_the_final_status_is_written_only_after_the_last_line(make_plugin):
     assert status == TaskStatus.SUCCESS
     assert count == total == 30000 + 2  # the plugin's lines, "started" and "finished"
     assert len(seen) > 1
+
+
+def test_a_database_slower_than_the_plugin_loses_nothing_after_the_plugin_exits(
+    make_plugin, settings, tmp_path
+):
+    """The plugin logs 5,000 lines and exits at once; then another connection keeps taking
+    the write lock for 3 s, so every batch the worker writes waits. The worker keeps
+    draining the backlog after the plugin process is gone and stores every line."""
+    settings.LOG_BUFFER_MAX_LINES = 100
+    settings.LOG_FLUSH_MAX_LINES = 100
+    marker = tmp_path / "plugin-done"
+    plugin = make_plugin(
+        "fast-talker",
+        f"""
+        def run(context):
+            for i in range(5000):
+                context.log.info("n%d", i)
+            open({str(marker)!r}, "w").close()
+            return "done"
+        """,
+    )
+    task = Task.objects.create(plugin=plugin)
+    stalls = []
+
+    def stall():
+        try:
+            wait_for(marker.exists, interval=0.005)
+            until = time.monotonic() + 3
+            while time.monotonic() < until:
+                with transaction.atomic():
+                    if connection.vendor == "postgresql":
+                        with connection.cursor() as cursor:
+                            cursor.execute(f"LOCK TABLE {TaskLog._meta.db_table} IN EXCLUSIVE MODE")
+                    else:  # SQLite: atomic() begins IMMEDIATE, i.e. takes the write lock
+                        Task.objects.filter(pk=task.pk).update(progress_message="stall")
+                    stalls.append(TaskLog.objects.filter(task_id=task.pk).count())
+                    time.sleep(0.5)
+                time.sleep(0.01)
+        finally:
+            connection.close()
+
+    staller = threading.Thread(target=stall)
+    staller.start()
+    execute_task(str(task.pk))
+    staller.join()
+    task.refresh_from_db()
+    assert task.status == TaskStatus.SUCCESS, task.error
+    assert task.result == "done"
+    # The worker was still storing the backlog while the plugin process was long gone.
+    assert len(stalls) >= 5 and stalls[0] < 5000
+    messages = [m for _, _, m in plugin_lines(task)]
+    assert messages == [f"n{i}" for i in range(5000)]
+    assert_contiguous(task)

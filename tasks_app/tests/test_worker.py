@@ -1,0 +1,97 @@
+"""End to end through a real `celery worker` process, the real broker and the database."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.management import call_command
+
+from tasks_app.models import Task, TaskLog, TaskStatus
+from tasks_app.services import task_cancel, task_create
+from tasks_app.tasks import run_task
+from tasks_app.tests.conftest import wait_for, wait_for_status
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+SLOW = """
+import time
+def run(context, steps: int = 1000):
+    for i in range(steps):
+        context.log.info("step %d", i)
+        time.sleep(0.05)
+"""
+
+
+def test_a_task_created_by_the_service_runs_on_a_worker(worker_factory, make_plugin, alice):
+    plugin = make_plugin("hello", "def run(context, who):\n    context.log.info('hi %s', who)\n"
+                         "    return who\n")  # fmt: skip
+    worker = worker_factory()
+    task = task_create(plugin=plugin, params={"who": "there"}, user=alice)
+    wait_for_status(task, TaskStatus.SUCCESS, TaskStatus.FAILED)
+    assert task.status == TaskStatus.SUCCESS, task.error
+    assert task.result == "there"
+    assert task.worker == worker.hostname
+    assert TaskLog.objects.filter(task=task, message="hi there").exists()
+
+
+def test_a_duplicate_message_is_a_no_op_on_a_real_worker(worker_factory, make_plugin):
+    plugin = make_plugin("count", "def run():\n    print('ran once')\n")
+    worker_factory()
+    task = Task.objects.create(plugin=plugin)
+    run_task.apply_async(args=[str(task.pk)])
+    run_task.apply_async(args=[str(task.pk)])
+    wait_for_status(task, TaskStatus.SUCCESS)
+    time.sleep(1.0)  # give the second delivery time to arrive and be handled
+    task.refresh_from_db()
+    assert task.attempt == 1
+    assert TaskLog.objects.filter(task=task, message="ran once").count() == 1
+    assert TaskLog.objects.filter(task=task, message="finished: SUCCESS").count() == 1
+
+
+def test_cancel_reaches_a_plugin_on_a_real_worker(worker_factory, make_plugin):
+    plugin = make_plugin("slow", SLOW)
+    worker_factory(extra_env={"TASK_CANCEL_GRACE_SECONDS": "2"})
+    task = task_create(plugin=plugin, params={}, user=None)
+    wait_for(lambda: TaskLog.objects.filter(task=task, message="step 3").exists())
+    task_cancel(task=task)
+    wait_for_status(task, TaskStatus.CANCELLED, TaskStatus.FAILED, TaskStatus.SUCCESS)
+    assert task.status == TaskStatus.CANCELLED
+    assert (task.finished_at - task.cancel_requested_at).total_seconds() < 4
+
+
+def test_a_killed_worker_leaves_its_task_failed_worker_lost_and_a_new_worker_works(
+    worker_factory, make_plugin
+):
+    plugin = make_plugin("slow", SLOW)
+    env = {"TASK_HEARTBEAT_SECONDS": "1", "TASK_LOST_AFTER_SECONDS": "3"}
+    worker = worker_factory(extra_env=env)
+    task = task_create(plugin=plugin, params={}, user=None)
+    wait_for(lambda: TaskLog.objects.filter(task=task, message="step 5").exists())
+    killed_at = time.monotonic()
+    worker.kill()
+    stored = TaskLog.objects.filter(task=task).count()
+
+    def reaped():
+        call_command("reap_tasks", "--lost-after", "3", verbosity=0)
+        task.refresh_from_db()
+        return task.status != TaskStatus.RUNNING
+
+    wait_for(reaped, timeout=120, interval=0.5)
+    assert task.status == TaskStatus.FAILED
+    assert task.error.startswith("worker lost")
+    assert time.monotonic() - killed_at < 120
+    time.sleep(1)
+    assert TaskLog.objects.filter(task=task).count() == stored  # the plugin died with it
+
+    # A new worker serves new runs; the old run stays as the reaper left it, even if its
+    # message comes back (acks_late + reject_on_worker_lost).
+    worker_factory(extra_env=env)
+    again = task_create(plugin=make_plugin("quick", "def run():\n    return 1\n"), params={},
+                        user=None)  # fmt: skip
+    wait_for_status(again, TaskStatus.SUCCESS, TaskStatus.FAILED)
+    assert again.status == TaskStatus.SUCCESS
+    run_task.apply_async(args=[str(task.pk)])  # a redelivery of the lost run
+    time.sleep(1)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED and task.attempt == 1
