@@ -375,7 +375,7 @@ def test_the_final_status_is_written_only_after_the_last_line(make_plugin):
 def test_a_database_slower_than_the_plugin_loses_nothing_after_the_plugin_exits(
     make_plugin, settings, tmp_path
 ):
-    """The plugin logs 5,000 lines and exits at once; then another connection keeps taking
+    """The plugin logs 20,000 lines and exits at once; then another connection keeps taking
     the write lock for 3 s, so every batch the worker writes waits. The worker keeps
     draining the backlog after the plugin process is gone and stores every line."""
     settings.LOG_BUFFER_MAX_LINES = 100
@@ -385,7 +385,7 @@ def test_a_database_slower_than_the_plugin_loses_nothing_after_the_plugin_exits(
         "fast-talker",
         f"""
         def run(context):
-            for i in range(5000):
+            for i in range(20000):
                 context.log.info("n%d", i)
             open({str(marker)!r}, "w").close()
             return "done"
@@ -419,7 +419,7 @@ def test_a_database_slower_than_the_plugin_loses_nothing_after_the_plugin_exits(
     assert task.status == TaskStatus.SUCCESS, task.error
     assert task.result == "done"
     # The worker was still storing the backlog while the plugin process was long gone.
-    assert len(stalls) >= 5 and stalls[0] < 5000
+    assert len(stalls) >= 5 and stalls[0] < 20000
     messages = [m for _, _, m in plugin_lines(task)]
-    assert messages == [f"n{i}" for i in range(5000)]
+    assert messages == [f"n{i}" for i in range(20000)]
     assert_contiguous(task)
