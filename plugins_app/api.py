@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -10,8 +11,8 @@ from django.db.models import Q
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
-from octopus.api_errors import ApiError
-from plugins_app.models import Plugin
+from octopus.api_errors import ApiError, Text
+from plugins_app.models import PLUGIN_ID_PATTERN, Plugin
 from plugins_app.services import plugin_activate, plugin_deactivate, plugins_discover
 
 router = Router(tags=["plugins"])
@@ -65,9 +66,9 @@ class PluginListOut(Schema):
 
 
 class PluginListQuery(Schema):
-    q: str | None = Field(None, max_length=200, description="Text in id, name or summary.")
+    q: Text | None = Field(None, max_length=200, description="Text in id, name or summary.")
     active: bool | None = None
-    author: str | None = Field(None, max_length=200, description="Author contains this.")
+    author: Text | None = Field(None, max_length=200, description="Author contains this.")
     limit: int = Field(50, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=10_000_000)
 
@@ -79,7 +80,8 @@ class DiscoverOut(Schema):
 
 
 def _get_plugin(plugin_id: str) -> Plugin:
-    plugin = Plugin.objects.filter(pk=plugin_id).first()
+    valid = len(plugin_id) <= 100 and re.fullmatch(PLUGIN_ID_PATTERN, plugin_id)
+    plugin = Plugin.objects.filter(pk=plugin_id).first() if valid else None
     if plugin is None:
         raise ApiError(404, f"No plugin {plugin_id!r}.")
     return plugin

@@ -15,7 +15,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 
-from octopus.api_errors import ApiError
+from octopus.api_errors import ApiError, JsonObject, Text
 from plugins_app.models import Plugin
 from tasks_app import logquery
 from tasks_app.logquery import LogFilter, LogFilterInvalid
@@ -85,14 +85,14 @@ class TaskListOut(Schema):
 
 
 class TaskCreateIn(Schema):
-    plugin: str = Field(..., min_length=1, max_length=100)
-    params: dict[str, Any] = Field(default_factory=dict)
+    plugin: Text = Field(..., min_length=1, max_length=100)
+    params: JsonObject = Field(default_factory=dict)
 
 
 class TaskListQuery(Schema):
     status: Literal["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"] | None = None
-    plugin: str | None = Field(None, max_length=100)
-    user: str | None = Field(None, max_length=150, description="Username.")
+    plugin: Text | None = Field(None, max_length=100)
+    user: Text | None = Field(None, max_length=150, description="Username.")
     limit: int = Field(50, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=MAX_INT)
 
@@ -112,10 +112,10 @@ class LogListOut(Schema):
 
 
 class LogFilterQuery(Schema):
-    level: str | None = Field(None, max_length=200, description="Comma list, e.g. ERROR,WARNING.")
-    min_level: str | None = Field(None, max_length=20)
-    source: str | None = Field(None, max_length=2100, description="Comma list of sources.")
-    search: str | None = Field(None, max_length=200, description="Case-insensitive substring.")
+    level: Text | None = Field(None, max_length=200, description="Comma list, e.g. ERROR,WARNING.")
+    min_level: Text | None = Field(None, max_length=20)
+    source: Text | None = Field(None, max_length=2100, description="Comma list of sources.")
+    search: Text | None = Field(None, max_length=200, description="Case-insensitive substring.")
 
     def to_filter(self) -> LogFilter:
         try:

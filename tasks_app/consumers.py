@@ -218,7 +218,9 @@ class TaskLogConsumer(AsyncWebsocketConsumer):
             await self._send_lines(rows, upto=rows[-1]["seq"])
 
     async def _forward(self, lines: list[dict], *, upto: int) -> None:
-        await self._send_lines([line for line in lines if self.log_filter.matches(line)], upto=upto)
+        if not self.log_filter.is_empty:
+            lines = [line for line in lines if self.log_filter.matches(line)]
+        await self._send_lines(lines, upto=upto)
 
     async def _send_lines(self, lines: list[dict], *, upto: int) -> None:
         self.last_seq = max(self.last_seq, upto)

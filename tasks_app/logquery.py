@@ -16,12 +16,12 @@ Which index serves what (TaskLog indexes: (task, seq) unique, (task, level, seq)
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
-from django.db.models import Count, Max, Q, QuerySet
+from django.db import connection
+from django.db.models import Q, QuerySet
 
 from tasks_app.models import LogLevel, Task, TaskLog
 
@@ -258,46 +258,25 @@ def _chunk_after(task_id, log_filter: LogFilter, after_seq: int) -> list[dict]:
 
 # --- stats ------------------------------------------------------------------------------------
 
-_source_counts_lock = threading.Lock()
-# task id → (lines counted up to this seq, {source: count}). Lines are append-only with
-# contiguous seq, so counts up to a seq never change; each request counts only newer lines.
-_source_counts: dict[str, tuple[int, dict[str, int]]] = {}
-_SOURCE_CACHE_MAX = 2000
+SOURCE_COUNT_TABLE = "tasks_app_tasklog_source_count"
 
 
 def source_counts(task: Task) -> dict[str, int]:
-    """{source: lines} for a run. The first call for a run groups its rows by source on the
-    (task, source, seq) index; later calls in this process add only the lines written since
-    (a range on (task, seq)). The cache is per process and holds only settled prefixes: a
-    prefix is kept only when its rows are contiguous 1..N, so a batch still being committed
-    is never counted wrongly for good."""
-    key = str(task.pk)
-    with _source_counts_lock:
-        upto, counts = _source_counts.get(key, (0, {}))
-    counts = dict(counts)
-    delta = (
-        TaskLog.objects.filter(task=task, seq__gt=upto)
-        .values("source")
-        .annotate(n=Count("id"), top=Max("seq"))
-        .order_by()
-    )
-    added = 0
-    top = upto
-    for row in delta:
-        counts[row["source"]] = counts.get(row["source"], 0) + row["n"]
-        added += row["n"]
-        top = max(top, row["top"])
-    if added and upto + added == top:
-        with _source_counts_lock:
-            if len(_source_counts) >= _SOURCE_CACHE_MAX:
-                _source_counts.clear()
-            _source_counts[key] = (top, counts)
-    return dict(sorted(counts.items()))
+    """{source: lines} for a run, sorted by source. One primary-key range read of the table
+    that database triggers keep in step with every insert and delete of log lines
+    (migration 0004): nothing is counted on read."""
+    task_key = task.pk.hex if connection.vendor == "sqlite" else task.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT source, lines FROM {SOURCE_COUNT_TABLE} WHERE task_id = %s AND lines > 0",
+            [task_key],
+        )
+        return dict(sorted((source, int(lines)) for source, lines in cursor.fetchall()))
 
 
 def log_stats(task: Task) -> dict:
     """Totals by level from the counters the writer keeps on the Task (no counting on
-    read), and by source from `source_counts`."""
+    read), and by source from `source_counts` (kept by triggers). Two small indexed reads."""
     by_level = {
         "DEBUG": task.log_debug,
         "INFO": task.log_info,

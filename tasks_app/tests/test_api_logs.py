@@ -166,3 +166,19 @@ def test_a_multi_line_message_stays_one_indented_entry(api, alice):
     add_lines(task, [("ERROR", "plugin", "Traceback:\n  File x\nValueError")])
     text = b"".join(api.get(f"/api/v1/tasks/{task.id}/logs/download").streaming_content).decode()
     assert text.endswith("[plugin] Traceback:\n      File x\n    ValueError\n")
+
+
+def test_source_counts_follow_deleted_lines_and_vanish_with_the_task(api, task):
+    from django.db import connection
+
+    from tasks_app import logquery
+    from tasks_app.models import TaskLog
+
+    TaskLog.objects.filter(task=task, source="fetcher", seq__lte=30).delete()
+    assert logquery.source_counts(task) == {"fetcher": 23, "plugin": 67}
+    TaskLog.objects.filter(task=task, source="fetcher").delete()
+    assert api.get(f"/api/v1/tasks/{task.id}/logs/sources").json() == ["plugin"]
+    task.delete()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {logquery.SOURCE_COUNT_TABLE}")
+        assert cursor.fetchone()[0] == 0
