@@ -135,7 +135,10 @@ def task_detail(request, task_id: uuid.UUID):
         log_filter = LogFilter()
     template = "tasks/task_detail.html"
     if request.htmx and request.GET.get("part") == "summary":
-        return render(request, f"{template}#summary", {"task": task})
+        # After the socket opens and when the run ends: state from the database, with the
+        # source select and counters out of band.
+        context = {"task": task, "log_filter": log_filter, "sources": logquery.source_counts(task)}
+        return render(request, f"{template}#summary-refresh", context)
     return render(request, template, _log_panel(task, log_filter))
 
 
@@ -143,7 +146,8 @@ def task_detail(request, task_id: uuid.UUID):
 @require_GET
 def task_logs(request, task_id: uuid.UUID):
     """The log panel's body for a filter (HTMX), or with `before_seq` the page of lines
-    before it ("load earlier"). A bad filter answers 400 with the reason."""
+    before it ("load earlier"). The source select comes along out of band, as sources
+    appear while a run logs. A bad filter answers 400 with the reason."""
     task = _get_task_for_user(request, task_id)
     try:
         log_filter = _log_filter(request)

@@ -16,3 +16,10 @@ def pretty_json(value) -> str:
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     except (TypeError, ValueError):
         return str(value)
+
+
+@register.filter
+def paragraphs(text: str) -> list[str]:
+    """Docstring text as paragraphs: blank lines split them, hard-wrapped lines are joined."""
+    blocks = (block.strip() for block in str(text or "").split("\n\n"))
+    return [" ".join(line.strip() for line in block.splitlines()) for block in blocks if block]

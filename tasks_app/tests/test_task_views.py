@@ -68,7 +68,7 @@ def test_the_task_page_shows_status_params_progress_and_the_log(client, alice, t
     assert "&quot;n&quot;: 3" in html
     assert seqs(html) == [1, 2]
     assert 'class="log-line lvl-ERROR" data-seq="2"' in html
-    assert f'ws-connect="/ws/tasks/{task.pk}/logs/?format=html&amp;after_seq=2"' in html
+    assert f'data-live="/ws/tasks/{task.pk}/logs/?format=html&amp;after_seq=2"' in html
     assert f'id="task-{task.pk}-logs" class="log-lines" hx-disable' in html
     assert f'action="/tasks/{task.pk}/cancel/"' in html
 
@@ -164,7 +164,7 @@ def test_cancelling_a_finished_task_changes_nothing(client, alice, task):
     assert task.status == TaskStatus.SUCCESS
     html = client.get(f"/tasks/{task.pk}/").content.decode()
     assert "already finished" in html and 'action="/tasks/' + str(task.pk) + '/cancel/"' not in html
-    assert "ws-connect" not in html  # nothing more will come
+    assert "data-live" not in html  # nothing more will come
 
 
 def test_forms_without_csrf_are_refused(alice, task):
@@ -209,7 +209,7 @@ def test_the_task_list_shows_own_runs_with_duration_and_counts(client, alice, bo
     assert f'id="task-{task.pk}-row"' in html and f'id="task-{other.pk}-row"' not in html
     assert f'id="task-{task.pk}-status"' in html
     assert '<span class="lvl-WARNING">2</span> / <span class="lvl-ERROR">1</span>' in html
-    assert 'ws-connect="/ws/tasks/?format=html"' in html
+    assert 'data-live="/ws/tasks/?format=html"' in html
     client.force_login(bob)
     assert f'id="task-{task.pk}-row"' in client.get("/tasks/").content.decode()
 
