@@ -307,6 +307,24 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+_INHERITED: list = []
+
+
+def _detach_database_connections() -> None:
+    """Make Django open fresh connections in this process if the plugin uses the ORM.
+
+    The worker's open connection was inherited with its socket. Closing it here would send
+    PostgreSQL a Terminate and kill the worker's session, so it is only forgotten — and kept
+    referenced until `os._exit`, so no finaliser ever runs on it. This lets the worker keep
+    its connection across runs (no reconnect per run)."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _INHERITED.append(conn.connection)
+            conn.connection = None
+
+
 def _on_soft_limit(signum, frame):
     raise PluginTimeLimitExceeded("the run reached its time limit")
 
@@ -361,6 +379,7 @@ def child_main(
     """Body of the forked plugin process. Never returns: ends with `os._exit`."""
     code = 1
     try:
+        _detach_database_connections()
         _die_with_parent()
         _reset_signals()
         devnull = os.open(os.devnull, os.O_RDONLY)

@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import OperationalError, connection, connections, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 
 from tasks_app import realtime
@@ -274,10 +274,7 @@ class Run:
         flag = mmap.mmap(-1, 1)  # shared with the child: its `context.cancelled`
         read_fd, write_fd = os.pipe()
         user = self.task.user
-        # The child must not share a database socket with us: close ours before forking and
-        # reconnect lazily afterwards (a few ms on PostgreSQL).
         self.flush()
-        connections.close_all()
         pid = os.fork()
         if pid == 0:  # the plugin process
             os.close(read_fd)

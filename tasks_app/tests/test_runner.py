@@ -423,3 +423,18 @@ def test_a_database_slower_than_the_plugin_loses_nothing_after_the_plugin_exits(
     messages = [m for _, _, m in plugin_lines(task)]
     assert messages == [f"n{i}" for i in range(20000)]
     assert_contiguous(task)
+
+
+def test_a_plugin_may_use_the_orm_without_breaking_the_workers_connection(make_plugin):
+    plugin = make_plugin(
+        "orm-user",
+        """
+        def run(context):
+            from tasks_app.models import Task
+            return Task.objects.filter(pk=context.task_id).values_list("status", flat=True)[0]
+        """,
+    )
+    first = run(plugin)
+    second = run(plugin)  # the worker's own connection still works after the first run
+    assert (first.status, first.result) == (TaskStatus.SUCCESS, "RUNNING")
+    assert (second.status, second.result) == (TaskStatus.SUCCESS, "RUNNING")
