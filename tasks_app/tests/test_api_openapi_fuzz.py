@@ -116,3 +116,13 @@ def test_no_input_makes_the_api_fail_with_a_500(world, path, method, op):
                 assert response.status_code == 404, (method, url)
 
     check()
+
+
+def test_the_openapi_document_and_docs_page_are_served(client):
+    schema = client.get("/api/v1/openapi.json").json()
+    assert {"/api/v1/tasks", "/api/v1/tasks/{task_id}/logs", "/api/v1/plugins/{plugin_id}/activate",
+            "/api/v1/tasks/{task_id}/logs/stats"} <= set(schema["paths"])  # fmt: skip
+    assert {"BearerTokenAuth", "SessionCsrfAuth"} <= set(schema["components"]["securitySchemes"])
+    docs = client.get("/api/v1/docs")
+    assert docs.status_code == 200
+    assert b"openapi.json" in docs.content
