@@ -72,6 +72,11 @@
       attempt = 0;
       setBadge(elt.dataset.badge, "live", "live");
       if (elt.id === "log-body") refreshSummary();
+      // Same for the task list: rows that changed before the socket opened are read again.
+      if (elt.id === "task-table" && elt.querySelector("tbody")) {
+        htmx.ajax("GET", location.pathname + location.search,
+          { target: "#task-table tbody", select: "#task-table tbody", swap: "outerHTML" });
+      }
     };
     socket.onmessage = function (event) {
       var box = logContainer();
