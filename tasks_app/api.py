@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from octopus.api_errors import ApiError, JsonObject, Text
 from plugins_app.models import Plugin
@@ -179,7 +179,7 @@ def task_create_view(request: HttpRequest, payload: TaskCreateIn):
     plugin = Plugin.objects.filter(pk=payload.plugin).first()
     if plugin is None:
         raise ApiError(404, f"No plugin {payload.plugin!r}.")
-    return 201, task_out(_start(request, plugin, payload.params))
+    return Status(201, task_out(_start(request, plugin, payload.params)))
 
 
 @router.get("", response=TaskListOut)
@@ -215,7 +215,7 @@ def task_cancel_view(request: HttpRequest, task_id: uuid.UUID):
 def task_rerun(request: HttpRequest, task_id: uuid.UUID):
     _require_run_permission(request)
     task = _get_task_for_user(request, task_id)
-    return 201, task_out(_start(request, task.plugin, task.params or {}))
+    return Status(201, task_out(_start(request, task.plugin, task.params or {})))
 
 
 # --- logs -----------------------------------------------------------------------------------

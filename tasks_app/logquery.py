@@ -5,13 +5,16 @@ with per-field messages; the same filter narrows a queryset (`apply`) and a live
 (`matches`), so the page, the API and the socket always agree on what a filter means.
 
 Which index serves what (TaskLog indexes: (task, seq) unique, (task, level, seq),
-(task, source, seq)):
-- no filter, `after_seq`: a range scan of (task, seq), in seq order;
+(task, source, seq); on PostgreSQL also a pg_trgm GIN index on upper(message), migration
+0003):
+- no filter, `after_seq`: a range scan of (task, seq), in seq order; `total` comes from the
+  Task's counter;
 - `level`/`min_level`: (task, level, seq) — an ERROR-only view of a million lines reads only
-  the error rows; a `search` on top is checked on those rows only;
+  the error rows;
 - `source`: (task, source, seq);
-- `search` alone: a scan of the task's rows in seq order (a page stops early; the `total`
-  count reads them all — see docs/benchmarks.md for what that costs at a million lines).
+- `search`: on PostgreSQL the trigram index finds the candidate rows (combined with the
+  filters above); on SQLite it is a scan of the run's rows.
+Figures for a million-line run are in docs/benchmarks.md ("Log queries").
 """
 
 from __future__ import annotations
