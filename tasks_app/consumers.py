@@ -3,6 +3,9 @@
 Dumb by design: they check access before `accept()`, join groups named by `realtime.py`,
 read the database to catch up, and forward frames. They never write.
 
+Who: the session user, or a script sending `Authorization: Bearer <token>` in the handshake
+(with an Origin from ALLOWED_HOSTS, which the ASGI stack requires of every socket).
+
 Log socket protocol (`?level=&min_level=&source=&search=&format=json|html&after_seq=`):
 - `{"type": "lines", "from_seq", "to_seq", "lines": [...]}`: every line with
   from_seq ≤ seq ≤ to_seq that passes the filter. Consecutive frames cover consecutive
@@ -38,6 +41,28 @@ from tasks_app.models import TERMINAL_STATUSES, Task, TaskStatus
 
 FRAME_LINES = 500
 MAX_SEQ = 2_147_483_647
+
+
+def _token_user(scope):
+    """The user of an `Authorization: Bearer <token>` handshake header, or None (scripts;
+    browsers use the session)."""
+    from accounts_app.models import ApiToken
+
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, raw = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and raw.strip():
+                return ApiToken.authenticate(raw.strip())
+            return None
+    return None
+
+
+async def socket_user(scope):
+    """The session user, else the Bearer-token user, else None."""
+    user = scope.get("user")
+    if user is not None and user.is_authenticated:
+        return user
+    return await database_sync_to_async(_token_user)(scope)
 
 
 def _visible_task(user, task_id) -> Task | None:
@@ -84,8 +109,8 @@ def _query_params(scope) -> dict[str, str]:
 
 class TaskLogConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user = await socket_user(self.scope)
+        if user is None:
             await self.close()
             return
         task = await database_sync_to_async(_visible_task)(
@@ -279,8 +304,8 @@ class TaskListConsumer(AsyncWebsocketConsumer):
     """`ws/tasks/`: status changes of every run the user may see."""
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user = await socket_user(self.scope)
+        if user is None:
             await self.close()
             return
         sees_all = await database_sync_to_async(user.has_perm)("tasks_app.view_all_tasks")

@@ -310,3 +310,24 @@ async def test_the_task_list_socket_refuses_anonymous_users(db):
     comm = await _socket("/ws/tasks/")
     connected, _ = await comm.connect(timeout=5)
     assert connected is False
+
+
+async def test_a_script_may_follow_a_run_with_a_bearer_token_and_a_revoked_one_is_refused(alice):
+    from accounts_app.models import ApiToken
+
+    task = await _running_task(alice, lines=2)
+    token, raw = await sync_to_async(ApiToken.issue)(user=alice)
+    path = f"/ws/tasks/{task.id}/logs/"
+    comm = WebsocketCommunicator(
+        application, path, headers=[ORIGIN, (b"authorization", f"Bearer {raw}".encode())]
+    )
+    connected, _ = await comm.connect(timeout=5)
+    assert connected
+    assert _seqs([await comm.receive_json_from(timeout=5)]) == [1, 2]
+    await comm.disconnect()
+    await sync_to_async(token.revoke)()
+    comm = WebsocketCommunicator(
+        application, path, headers=[ORIGIN, (b"authorization", f"Bearer {raw}".encode())]
+    )
+    connected, _ = await comm.connect(timeout=5)
+    assert connected is False
