@@ -26,6 +26,16 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+async def _close_consumer_connections():
+    """Consumers read through database_sync_to_async's worker thread; with CONN_MAX_AGE its
+    connection would outlive the test and keep PostgreSQL from dropping the test database."""
+    from django.db import connections
+
+    yield
+    await sync_to_async(connections.close_all)()
+
+
 def _session_cookie(user) -> bytes:
     client = Client()
     client.force_login(user)
