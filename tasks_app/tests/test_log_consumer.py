@@ -341,3 +341,14 @@ async def test_a_script_may_follow_a_run_with_a_bearer_token_and_a_revoked_one_i
     )
     connected, _ = await comm.connect(timeout=5)
     assert connected is False
+
+
+async def test_the_task_list_socket_in_html_sends_the_status_badge(alice):
+    task = await _running_task(alice)
+    comm = await _open("/ws/tasks/?format=html", alice)
+    await _finish(task, TaskStatus.CANCELLED)
+    html = (await comm.receive_output(timeout=5))["text"]
+    assert f'id="task-{task.id}-status"' in html
+    assert 'hx-swap-oob="true"' in html
+    assert "Cancelled" in html
+    await comm.disconnect()
