@@ -186,7 +186,14 @@ class TaskLog(models.Model):
     TRUNCATION_MARKER = " … [truncated {dropped} characters]"
 
     id = models.BigAutoField(primary_key=True)
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="logs")
+    # No foreign-key constraint in the database: checking it costs about a quarter of a COPY
+    # batch (measured, docs/benchmarks.md), and the only writer is the worker that owns the
+    # RUNNING task. Its own index is left out too: (task, seq) unique leads with task_id.
+    # Deleting a task still deletes its lines (Django's cascade, and
+    # cleanup_tasks deletes lines before tasks).
+    task = models.ForeignKey(
+        Task, on_delete=models.CASCADE, related_name="logs", db_constraint=False, db_index=False
+    )
     seq = models.PositiveIntegerField()
     timestamp = models.DateTimeField()
     level = models.PositiveSmallIntegerField(choices=LogLevel.choices, default=LogLevel.INFO)

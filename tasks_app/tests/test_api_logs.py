@@ -179,6 +179,8 @@ def test_source_counts_follow_deleted_lines_and_vanish_with_the_task(api, task):
     TaskLog.objects.filter(task=task, source="fetcher").delete()
     assert api.get(f"/api/v1/tasks/{task.id}/logs/sources").json() == ["plugin"]
     task.delete()
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {logquery.SOURCE_COUNT_TABLE}")
-        assert cursor.fetchone()[0] == 0
+    assert logquery.source_counts(task) == {}
+    if connection.vendor == "postgresql":  # SQLite counts on the index, with no table
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {logquery.SOURCE_COUNT_TABLE}")
+            assert cursor.fetchone()[0] == 0
