@@ -18,6 +18,7 @@ from ninja import Field, Query, Router, Schema
 from ninja.responses import Status
 
 from octopus.api import ApiError
+from octopus.api_errors import JsonObject, Text
 from plugins_app.models import Plugin
 from schedules_app import services
 from schedules_app.models import Overlap, Schedule
@@ -61,28 +62,28 @@ class ScheduleListOut(Schema):
 
 
 class ScheduleCreateIn(Schema):
-    plugin: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    cron: str | None = None
-    timezone: str = "UTC"
+    plugin: Text
+    params: JsonObject = Field(default_factory=dict)
+    cron: Text | None = None
+    timezone: Text = "UTC"
     interval_seconds: int | None = None
     run_at: datetime | None = None
     enabled: bool = True
-    overlap: str = Overlap.SKIP.value
+    overlap: Text = Overlap.SKIP.value
 
 
 class SchedulePatchIn(Schema):
-    params: dict[str, Any] | None = None
-    cron: str | None = None
-    timezone: str | None = None
+    params: JsonObject | None = None
+    cron: Text | None = None
+    timezone: Text | None = None
     interval_seconds: int | None = None
     run_at: datetime | None = None
     enabled: bool | None = None
-    overlap: str | None = None
+    overlap: Text | None = None
 
 
 class ScheduleListQuery(Schema):
-    plugin: str | None = None
+    plugin: Text | None = None
     enabled: bool | None = None
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=2_147_483_647)

@@ -141,3 +141,21 @@ def test_delete_removes_the_schedule_and_its_periodic_task(alices_schedule, alic
 
 def test_without_credentials_it_is_401(alices_schedule):
     assert Client().get("/api/v1/schedules").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"plugin": "\x00", "params": {}},
+        {"plugin": "x", "params": {"a": "\x00"}, "interval_seconds": 60},
+        {"plugin": "x", "cron": "* * * * *", "timezone": "UTC\x00"},
+    ],
+)
+def test_it_refuses_nul_characters_with_a_422_and_saves_nothing(client, alice, body):
+    from schedules_app.models import Schedule
+
+    client.force_login(alice)
+    response = client.post("/api/v1/schedules", body, content_type="application/json")
+    assert response.status_code == 422, response.content
+    assert "detail" in response.json()
+    assert Schedule.objects.count() == 0
