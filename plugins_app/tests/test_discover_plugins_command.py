@@ -75,6 +75,12 @@ class Watcher:
             self._out.close()
 
 
+# How long a test waits for the watcher to act. This checks behaviour, not speed: the "within
+# 2 s" promise is a measured figure (docs/benchmarks.md), never a timed unit test, because a
+# loaded CI machine must not turn a correct watcher red.
+WATCH_WAIT = 15.0
+
+
 def _within(seconds: float, predicate) -> float:
     """Seconds it took predicate() to hold; fails after `seconds`."""
     started = time.monotonic()
@@ -94,22 +100,20 @@ def watcher(plugins_folder, tmp_path, transactional_db):
         proc.proc.wait()
 
 
-def test_watch_registers_a_new_file_within_two_seconds_and_stops_on_sigterm(
-    watcher, plugins_folder
-):
+def test_watch_registers_new_edited_and_broken_files_and_stops_on_sigterm(watcher, plugins_folder):
     watcher.wait_for_output("Watching")
     assert Plugin.objects.filter(pk="existing").exists(), "one pass before watching"
 
     (plugins_folder / "hello.py").write_text(PLUGIN.format(version="1"))
-    _within(2.0, lambda: Plugin.objects.filter(pk="hello").exists())
+    _within(WATCH_WAIT, lambda: Plugin.objects.filter(pk="hello").exists())
     plugin = Plugin.objects.get(pk="hello")
     assert (plugin.summary, plugin.version, plugin.author) == ("Say hello to someone.", "1", "Ops")
 
     (plugins_folder / "hello.py").write_text(PLUGIN.format(version="2"))
-    _within(2.0, lambda: PluginVersion.objects.filter(plugin_id="hello").count() == 2)
+    _within(WATCH_WAIT, lambda: PluginVersion.objects.filter(plugin_id="hello").count() == 2)
 
     (plugins_folder / "hello.py").write_text("def run(:\n")
-    _within(2.0, lambda: Plugin.objects.get(pk="hello").discovery_error != "")
+    _within(WATCH_WAIT, lambda: Plugin.objects.get(pk="hello").discovery_error != "")
     assert Plugin.objects.get(pk="existing").discovery_error == ""
 
     assert watcher.stop() == 0
@@ -130,5 +134,5 @@ def test_watch_notices_a_folder_of_plugins_moved_in_as_a_whole(watcher, plugins_
     staged.mkdir()
     (staged / "moved_in.py").write_text(PLUGIN.format(version="1"))
     staged.rename(plugins_folder / "team")
-    _within(2.0, lambda: Plugin.objects.filter(pk="moved-in").exists())
+    _within(WATCH_WAIT, lambda: Plugin.objects.filter(pk="moved-in").exists())
     assert Plugin.objects.get(pk="moved-in").file_path == "team/moved_in.py"

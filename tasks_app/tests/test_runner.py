@@ -304,10 +304,12 @@ def test_a_cooperative_plugin_sees_cancelled_and_the_task_ends_cancelled(make_pl
     assert task.status == TaskStatus.CANCELLED
     assert task.cancel_requested_at is not None
     noticed = next(m for _, _, m in plugin_lines(task) if m.startswith("noticed"))
-    # Within 1 s of the request (it was made right after "waiting" was stored).
-    assert float(noticed.split()[2]) < 2.0
+    # The flag is polled every 0.5 s (≈1 s with the batch write). The bound here only proves
+    # the plugin noticed the flag rather than being killed after the grace period; it is
+    # loose so a loaded CI machine cannot turn a correct run red.
+    assert float(noticed.split()[2]) < 5.0
     delay = (task.finished_at - task.cancel_requested_at).total_seconds()
-    assert delay < 1.5
+    assert delay < 5.0
     assert_contiguous(task)
 
 
