@@ -73,7 +73,7 @@ def task_list(request):
         "show_user": request.user.has_perm("tasks_app.view_all_tasks"),
     }  # fmt: skip
     template = "tasks/task_list.html#task-table" if request.htmx else "tasks/task_list.html"
-    return render(request, template, context, status=200 if page else 400)
+    return render(request, template, context, status=400 if page is None else 200)
 
 
 def _log_filter(request) -> LogFilter:

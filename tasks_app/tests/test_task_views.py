@@ -259,3 +259,12 @@ def test_htmx_filtering_gets_only_the_table(client, alice, task):
     client.force_login(alice)
     html = client.get("/tasks/?status=RUNNING", headers={"HX-Request": "true"}).content.decode()
     assert html.lstrip().startswith('<div id="task-table"') and "<html" not in html
+
+
+def test_an_empty_task_list_is_a_200_not_an_error(client, charlie):
+    # A new user has no runs yet: the page is empty, not a bad request.
+    client.force_login(charlie)
+    response = client.get("/tasks/")
+    assert response.status_code == 200
+    assert response.context["page"] is not None
+    assert len(response.context["page"]) == 0
