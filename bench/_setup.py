@@ -13,9 +13,11 @@ import hashlib
 import os
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -95,3 +97,39 @@ def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def p50_p95_max(samples: list[float]) -> tuple[float, float, float]:
+    """Median, 95th percentile (nearest rank, as `percentile`) and worst of `samples`."""
+    return statistics.median(samples), percentile(samples, 95), max(samples)
+
+
+def pg_urls(url: str, name: str) -> tuple[str, str]:
+    """For a postgres:// URL: the server's maintenance database URL (to create and drop
+    databases from) and the URL of database `name` on the same server."""
+    parts = urlsplit(url)
+    return (
+        urlunsplit(parts._replace(path="/postgres")),
+        urlunsplit(parts._replace(path="/" + name)),
+    )
+
+
+def pg_recreate(admin_url: str, name: str, *, drop_only: bool = False) -> None:
+    """Drop database `name` (disconnecting its users) and, unless `drop_only`, create it anew."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def pg_drop_after_django(admin_url: str, name: str) -> None:
+    """Close Django's connections (if Django got that far) and drop database `name`."""
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:
+        pass
+    pg_recreate(admin_url, name, drop_only=True)

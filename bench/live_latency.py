@@ -22,15 +22,16 @@ import hashlib
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from bench._setup import p50_p95_max, pg_drop_after_django, pg_recreate, pg_urls
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
 BENCH_DB = "octopus_bench_live"
 TARGET_P95_MS = 250.0
 
@@ -52,29 +53,6 @@ def run(context, rate: int = 100, seconds: float = 5.0, warmup: float = 1.5):
             time.sleep(delay)
     return total
 """
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95, ordered[-1]
-
-
-def _db_urls(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return (
-        urlunsplit(parts._replace(path="/postgres")),
-        urlunsplit(parts._replace(path="/" + BENCH_DB)),
-    )
-
-
-def _recreate(admin_url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        if not drop_only:
-            conn.execute(f"CREATE DATABASE {BENCH_DB}")
 
 
 def _free_port() -> int:
@@ -217,8 +195,8 @@ def main() -> int:
     if not base_url.startswith("postgres") or not redis_url:
         print("bench.live_latency needs DATABASE_URL=postgres://… and REDIS_URL=redis://…")
         return 2
-    admin_url, bench_url = _db_urls(base_url)
-    _recreate(admin_url)
+    admin_url, bench_url = pg_urls(base_url, BENCH_DB)
+    pg_recreate(admin_url, BENCH_DB)
     plugins = Path(tempfile.mkdtemp(prefix="octopus-bench-plugins-"))
     (plugins / "chatter.py").write_text(PLUGIN)
     env = {
@@ -291,7 +269,7 @@ def main() -> int:
                 task = Task.objects.get(pk=task.pk)
                 expected = int(rate * args.seconds)
                 ok = len(latencies) == expected and last == task.log_total
-                p95 = _percentiles(latencies)[1] if latencies else float("inf")
+                p95 = p50_p95_max(latencies)[1] if latencies else float("inf")
                 failed |= not ok or p95 > TARGET_P95_MS
                 note = f"{status}, {len(latencies)}/{expected} lines" + ("" if ok else " LOST")
                 note += f"; daphne CPU {_cpu(web) - cpu_before:.1f} s"
@@ -304,7 +282,7 @@ def main() -> int:
         print(f"\n{'case':<36} {'flush':>7} {'lines':>7} {'p50 ms':>8} {'p95 ms':>8} "
               f"{'max ms':>8}  note")  # fmt: skip
         for name, flush, count, samples, note in rows:
-            p50, p95, worst = _percentiles(samples)
+            p50, p95, worst = p50_p95_max(samples)
             verdict = ""
             if flush:
                 verdict = "ok" if p95 <= TARGET_P95_MS else f"p95 > {TARGET_P95_MS:.0f}"
@@ -314,13 +292,7 @@ def main() -> int:
     finally:
         for proc in reversed(procs):
             _stop(proc)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        _recreate(admin_url, drop_only=True)
+        pg_drop_after_django(admin_url, BENCH_DB)
 
 
 if __name__ == "__main__":

@@ -21,38 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
+
+from bench._setup import p50_p95_max, pg_drop_after_django, pg_recreate, pg_urls
 
 BENCH_DB = "octopus_bench_api"
 TARGETS_MS = {"search+level=ERROR": 150.0, "stats": 50.0}
-
-
-def _admin_url(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/postgres"))
-
-
-def _bench_url(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + BENCH_DB))
-
-
-def _recreate(admin_url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        if not drop_only:
-            conn.execute(f"CREATE DATABASE {BENCH_DB}")
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95, ordered[-1]
 
 
 def _seed(lines: int):
@@ -124,9 +99,9 @@ def main() -> int:
     if not base_url.startswith("postgres"):
         print("bench.log_query needs DATABASE_URL=postgres://… (a server it may create a DB on)")
         return 2
-    admin_url = _admin_url(base_url)
-    _recreate(admin_url)
-    os.environ["DATABASE_URL"] = _bench_url(base_url)
+    admin_url, bench_url = pg_urls(base_url, BENCH_DB)
+    pg_recreate(admin_url, BENCH_DB)
+    os.environ["DATABASE_URL"] = bench_url
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1")
     os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
@@ -196,7 +171,7 @@ def main() -> int:
         print(f"\n{'call':<30} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target  note")
         failed = False
         for name, samples, note in results:
-            p50, p95, worst = _percentiles(samples)
+            p50, p95, worst = p50_p95_max(samples)
             target = TARGETS_MS.get(name)
             verdict = ""
             if target is not None:
@@ -208,13 +183,7 @@ def main() -> int:
         connection.close()
         return 1 if failed else 0
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        _recreate(admin_url, drop_only=True)
+        pg_drop_after_django(admin_url, BENCH_DB)
 
 
 if __name__ == "__main__":

@@ -19,33 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
+
+from bench._setup import p50_p95_max, pg_drop_after_django, pg_recreate, pg_urls
 
 BENCH_DB = "octopus_bench_pages"
 TARGET_MS = 100.0
 TARGETS = {"task list, page 1", "task page, 1M lines"}
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def _recreate(admin_url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        if not drop_only:
-            conn.execute(f"CREATE DATABASE {BENCH_DB}")
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95, ordered[-1]
 
 
 def _insert_tasks_sql(n_param: str) -> tuple[str, list]:
@@ -156,9 +137,9 @@ def main() -> int:
     if not base_url.startswith("postgres"):
         print("bench.pages needs DATABASE_URL=postgres://… (a server it may create a DB on)")
         return 2
-    admin_url = _with_db(base_url, "postgres")
-    _recreate(admin_url)
-    os.environ["DATABASE_URL"] = _with_db(base_url, BENCH_DB)
+    admin_url, bench_url = pg_urls(base_url, BENCH_DB)
+    pg_recreate(admin_url, BENCH_DB)
+    os.environ["DATABASE_URL"] = bench_url
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1")
     os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
@@ -195,7 +176,7 @@ def main() -> int:
         print(f"\n{'page':<30} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target")
         failed = False
         for name, who, url, headers in pages:
-            p50, p95, worst = _percentiles(_time_get(who, url, args.rounds, **headers))
+            p50, p95, worst = p50_p95_max(_time_get(who, url, args.rounds, **headers))
             verdict = ""
             if name in TARGETS:
                 ok = p95 <= TARGET_MS
@@ -204,13 +185,7 @@ def main() -> int:
             print(f"{name:<30} {p50:8.1f} {p95:8.1f} {worst:8.1f}  {verdict}", flush=True)
         return 1 if failed else 0
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        _recreate(admin_url, drop_only=True)
+        pg_drop_after_django(admin_url, BENCH_DB)
 
 
 if __name__ == "__main__":
