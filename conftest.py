@@ -6,15 +6,22 @@ Tests talk to the real database (SQLite file or PostgreSQL) and the real Redis t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis as redis_lib
+
+if TYPE_CHECKING:
+    from plugins_app.models import Plugin
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -78,21 +85,83 @@ def database_url_for_subprocess() -> str:
     return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
 
 
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """Environment for a child process (worker, beat, daphne) started by a test: this
+    process's environment pointed at the test database, the test Redis and the current
+    PLUGINS_FOLDER; `overrides` win."""
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocess(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PLUGINS_FOLDER": str(settings.PLUGINS_FOLDER),
+        "PYTHONUNBUFFERED": "1",
+        **overrides,
+    }
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20, interval: float = 0.05):
+    """Poll until `predicate()` is truthy; returns its value or fails the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def plugins_dir(tmp_path, settings) -> Path:
+    """An empty PLUGINS_FOLDER for this test (settings point at it)."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    settings.PLUGINS_FOLDER = folder
+    return folder
+
+
+@pytest.fixture
+def make_plugin(plugins_dir) -> Callable[..., Plugin]:
+    """make_plugin("slow", source, schema=..., timeout=..., is_active=...) → Plugin.
+
+    Writes the file and creates its row with the sha256 of its bytes, the way discovery
+    would, so tests of running and scheduling do not depend on discovery."""
+
+    def make(
+        plugin_id: str,
+        source: str,
+        *,
+        schema: dict | None = None,
+        timeout: int | None = None,
+        is_active: bool = True,
+    ) -> Plugin:
+        from plugins_app.models import Plugin
+
+        data = textwrap.dedent(source).encode()
+        name = plugin_id.replace("-", "_") + ".py"
+        (plugins_dir / name).write_bytes(data)
+        return Plugin.objects.create(
+            id=plugin_id,
+            name=plugin_id,
+            file_path=name,
+            sha256=hashlib.sha256(data).hexdigest(),
+            md5=hashlib.md5(data).hexdigest(),
+            params_schema=schema or {"type": "object", "properties": {}},
+            takes_context="def run(context" in data.decode(),
+            timeout=timeout,
+            is_active=is_active,
+        )
+
+    return make
+
+
 class WorkerProcess:
     """A real `celery worker` child process against the test database and Redis."""
 
     def __init__(self, *, concurrency: int = 1, extra_env: dict[str, str] | None = None):
-        from django.conf import settings
-
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url_for_subprocess(),
-            "REDIS_URL": settings.REDIS_URL,
-            "PLUGINS_FOLDER": str(settings.PLUGINS_FOLDER),
-            "PYTHONUNBUFFERED": "1",
-            **(extra_env or {}),
-        }
+        self.env = subprocess_env(**(extra_env or {}))
         self.concurrency = concurrency
         self.proc: subprocess.Popen | None = None
         self.log_path = BASE_DIR / "var" / f"worker-{self.hostname.split('@')[0]}.log"

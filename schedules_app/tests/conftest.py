@@ -3,18 +3,17 @@ process (DatabaseScheduler) on the test database and Redis, beside conftest's re
 
 from __future__ import annotations
 
-import hashlib
-import os
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from conftest import subprocess_env
+from conftest import wait_for as _wait_for
 from plugins_app.models import Plugin
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -39,63 +38,20 @@ GREET_SOURCE = '''
 
 
 @pytest.fixture
-def sched_plugins_dir(tmp_path, settings) -> Path:
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    settings.PLUGINS_FOLDER = folder
-    return folder
+def greet(make_plugin) -> Plugin:
+    return make_plugin("greet", GREET_SOURCE, schema=GREET_SCHEMA)
 
 
-@pytest.fixture
-def register_plugin(sched_plugins_dir) -> Callable[..., Plugin]:
-    """register_plugin("greet", source, schema=...) → an active Plugin whose file is on disk
-    with a matching sha256, as discovery would leave it."""
-
-    def register(plugin_id: str, source: str, *, schema: dict | None = None) -> Plugin:
-        data = textwrap.dedent(source).encode()
-        name = plugin_id.replace("-", "_") + ".py"
-        (sched_plugins_dir / name).write_bytes(data)
-        return Plugin.objects.create(
-            id=plugin_id, name=plugin_id, file_path=name,
-            sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(),
-            params_schema=schema or {"type": "object", "properties": {}},
-            takes_context="def run(context" in data.decode(), is_active=True,
-        )  # fmt: skip
-
-    return register
-
-
-@pytest.fixture
-def greet(register_plugin) -> Plugin:
-    return register_plugin("greet", GREET_SOURCE, schema=GREET_SCHEMA)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+# Beat fires on whole-second ticks: wait longer and poll less often than the run tests do.
+wait_for = partial(_wait_for, timeout=30, interval=0.1)
 
 
 class BeatProcess:
     """A real `celery beat` child process (DatabaseScheduler) against the test database."""
 
     def __init__(self):
-        from django.conf import settings
-
-        from conftest import database_url_for_subprocess
-
         self.name = f"beat-{uuid.uuid4().hex[:8]}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url_for_subprocess(),
-            "REDIS_URL": settings.REDIS_URL,
-            "PLUGINS_FOLDER": str(settings.PLUGINS_FOLDER),
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.env = subprocess_env()
         self.log_path = BASE_DIR / "var" / f"{self.name}.log"
         self.proc: subprocess.Popen | None = None
 

@@ -64,9 +64,9 @@ def test_an_interval_schedule_runs_every_interval_with_the_schedule_set_until_di
 
 
 def test_overlap_skip_never_has_two_runs_of_a_slow_plugin_at_once(
-    register_plugin, alice, worker_factory, beat_factory
+    make_plugin, alice, worker_factory, beat_factory
 ):
-    slow = register_plugin(
+    slow = make_plugin(
         "slow",
         SLOW_SOURCE,
         schema={"type": "object", "properties": {"seconds": {"type": "number", "default": 2.5}}},

@@ -74,27 +74,17 @@ class DaphneServer:
         self.port = 0
 
     def start(self, timeout: float = 30) -> DaphneServer:
-        import os
         import socket
         import subprocess
         import sys
         import time
 
-        from django.conf import settings
-
-        from conftest import BASE_DIR, database_url_for_subprocess
+        from conftest import BASE_DIR, subprocess_env
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url_for_subprocess(),
-            "REDIS_URL": settings.REDIS_URL,
-            "PLUGINS_FOLDER": str(settings.PLUGINS_FOLDER),
-            "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
-        }
+        env = subprocess_env(**self.extra_env)
         self.log_path = BASE_DIR / "var" / f"daphne-test-{self.port}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(

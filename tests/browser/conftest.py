@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE_DIR, database_url_for_subprocess
+from conftest import BASE_DIR, subprocess_env
 
 CHROMIUM = os.environ.get("OCTOPUS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -95,18 +95,11 @@ class DaphneServer:
     """`daphne octopus.asgi:application` on a free port against the test database."""
 
     def __init__(self, plugins_folder: Path):
-        from django.conf import settings
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = BASE_DIR / "var" / f"daphne-{self.port}.log"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url_for_subprocess(),
-            "REDIS_URL": settings.REDIS_URL,
-            "PLUGINS_FOLDER": str(plugins_folder),
-            "PYTHONUNBUFFERED": "1",
-        }
+        self.env = subprocess_env(PLUGINS_FOLDER=str(plugins_folder))
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> DaphneServer:
