@@ -11,7 +11,7 @@ import os
 import threading
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "octopus.settings")
 
@@ -20,6 +20,18 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 WORKER_KEY_PREFIX = "octopus:worker:"
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _recycle_database_connections(**kwargs) -> None:
+    """Around each task, what Django does around each request: drop a connection that is
+    broken, in a transaction left open, or older than CONN_MAX_AGE; keep a good one (with
+    CONN_HEALTH_CHECKS, its first use in the next task checks it is still alive)."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        conn.close_if_unusable_or_obsolete()
 _stop_heartbeat = threading.Event()
 
 

@@ -5,8 +5,10 @@
 1. Claim it: `Task.mark_running()` is a compare-and-set PENDING→RUNNING. A duplicate delivery
    (or a redelivery after a worker died, or a task cancelled while queued) finds nothing to
    claim and returns without touching anything.
-2. Read the plugin file once, hash the bytes, refuse (FAILED, saying both hashes) if the
-   sha256 differs from the registered one. The plugin runs from exactly these bytes.
+2. Refuse (FAILED, saying why) a plugin that is no longer active, missing or broken: it
+   may have changed while the run waited in the queue. Read the plugin file once, hash the
+   bytes, refuse (FAILED, saying both hashes) if the sha256 differs from the registered one.
+   The plugin runs from exactly these bytes.
 3. Fork a plugin process (`context.child_main`). Running the plugin in its own process is
    what makes forced stops real: a `while True: pass` that ignores `context.cancelled` and
    the soft time limit is SIGKILLed, and the worker process survives to store its last lines
@@ -43,12 +45,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 
 from tasks_app import realtime
 from tasks_app.context import HEADER, child_main
 from tasks_app.models import LogLevel, Task, TaskLog, TaskStatus
+from tasks_app.services import PluginNotRunnable, plugin_not_runnable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +270,12 @@ class Run:
             20, f"started {plugin.pk} on {self.task.worker}", worker=self.task.worker,
             attempt=self.task.attempt, timeout=self.timeout or None,
         )  # fmt: skip
+        reason = plugin_not_runnable_reason(plugin)
+        if reason:
+            return self._refuse(
+                f"not run: {PluginNotRunnable(plugin, reason)} (it changed after the run was "
+                "queued)"
+            )
         try:
             source = path.read_bytes()
         except OSError as exc:
@@ -480,8 +489,19 @@ def execute_task(task_id: str, *, worker: str = "") -> str:
     except ValueError:
         logger.warning("%r is not a task id; nothing to run", task_id)
         return "skipped"
-    # Claim first (one UPDATE): the claim is what dispatch latency is measured to.
-    if not claim.mark_running(worker=worker):
+    # Claim first (one UPDATE): the claim is what dispatch latency is measured to. It is the
+    # task's first query, so it doubles as the connection's health check (Django would send
+    # a SELECT 1 before it): on a connection that died while idle it is retried once on a
+    # new one. (Should the connection die after the UPDATE reached the database, the retry
+    # finds nothing PENDING and the reaper ends the run "worker lost", as for a dead worker.)
+    connection.health_check_done = True
+    try:
+        claimed = claim.mark_running(worker=worker)
+    except (OperationalError, InterfaceError):
+        logger.info("database connection lost while idle; claiming %s on a new one", task_id)
+        connection.close()
+        claimed = claim.mark_running(worker=worker)
+    if not claimed:
         logger.info("task %s is not PENDING (or does not exist); nothing to claim", task_id)
         return "skipped"
     task = Task.objects.select_related("plugin", "user").get(pk=claim.pk)

@@ -16,11 +16,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from plugins_app.models import Plugin
+from plugins_app.models import Plugin, PluginVersion
 from tasks_app import realtime
 from tasks_app.models import TERMINAL_STATUSES, Task, TaskLog, TaskStatus
 
@@ -55,7 +56,9 @@ class PluginNotRunnable(Exception):
         )
 
 
-def _not_runnable_reason(plugin: Plugin) -> str | None:
+def plugin_not_runnable_reason(plugin: Plugin) -> str | None:
+    """Why runs of `plugin` (as read) must not start: "missing", "error", "inactive"; None
+    when it may run."""
     if plugin.is_missing:
         return "missing"
     if plugin.discovery_error:
@@ -119,24 +122,28 @@ def task_create(*, plugin: Plugin, params: dict, user, schedule=None) -> Task:
     """Validate `params` against the plugin's schema, save a PENDING Task and enqueue it once
     the transaction commits (a worker never looks for a row that is not committed yet).
 
-    Raises PluginNotRunnable (nothing saved) or ParamsInvalid (nothing saved). `schedule`
-    (a schedules_app.Schedule) is stored on the runs a schedule fires. Costs two INSERT-ish
-    queries and, after commit, one Redis LPUSH; if the enqueue fails the task is marked FAILED
-    at once."""
-    plugin.refresh_from_db()
-    reason = _not_runnable_reason(plugin)
+    `plugin` is taken as the caller read it (every caller reads it in the same request); the
+    worker checks again that the plugin may run when it claims the run, which also covers a
+    plugin deactivated while the run waited in the queue. Raises PluginNotRunnable or
+    ParamsInvalid, with nothing saved. `schedule` (a schedules_app.Schedule) is stored on the
+    runs a schedule fires. Costs one INSERT (the version is looked up inside it) and, after
+    commit, one Redis LPUSH: this is the dispatch path. If the enqueue fails the task is
+    marked FAILED at once."""
+    reason = plugin_not_runnable_reason(plugin)
     if reason:
         raise PluginNotRunnable(plugin, reason)
     values = params_validate(plugin.params_schema, params)
-    version = plugin.versions.filter(sha256=plugin.sha256).first() if plugin.sha256 else None
+    version = PluginVersion.objects.filter(plugin_id=plugin.pk, sha256=plugin.sha256)
     task = Task.objects.create(
         plugin=plugin,
-        plugin_version=version,
+        plugin_version_id=Subquery(version.order_by().values("pk")[:1]),
         plugin_sha256=plugin.sha256,
         params=values,
         user=user if getattr(user, "pk", None) else None,
         schedule=schedule,
     )
+    # The instance holds the subquery, not its value: defer the field (read if ever used).
+    del task.__dict__["plugin_version_id"]
     transaction.on_commit(lambda: _enqueue(task.pk))
     return task
 

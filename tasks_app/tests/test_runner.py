@@ -9,6 +9,7 @@ import time
 import pytest
 from django.db import connection, transaction
 
+from plugins_app.models import Plugin
 from tasks_app.models import LogLevel, Task, TaskLog, TaskStatus
 from tasks_app.runner import execute_task
 from tasks_app.services import task_cancel
@@ -158,6 +159,45 @@ def test_it_refuses_a_file_whose_hash_differs_from_the_registered_one(make_plugi
     assert "sha256" in task.error and plugin.sha256 in task.error
     assert "refusing to run" in task.error
     assert not [x for x in lines(task) if x.source == "stdout"]
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"is_active": False}, "the plugin queued is not active"),
+        ({"is_missing": True}, "the file of plugin queued is missing"),
+        ({"discovery_error": "line 1: invalid syntax"}, "has an error: line 1: invalid syntax"),
+    ],
+)
+def test_a_plugin_that_cannot_run_any_more_when_the_run_starts_is_refused(
+    make_plugin, change, said
+):
+    plugin = make_plugin("queued", "def run():\n    print('ran')\n")
+    task = Task.objects.create(plugin=plugin)  # queued while the plugin could run
+    Plugin.objects.filter(pk=plugin.pk).update(**change)
+    execute_task(str(task.pk), worker="test-worker")
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED
+    assert task.error.startswith("not run: ") and said in task.error
+    assert "changed after the run was queued" in task.error
+    assert not [x for x in lines(task) if x.source == "stdout"]
+    assert [x.message for x in lines(task) if x.level == LogLevel.ERROR] == [task.error]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a SQLite connection cannot drop")
+def test_a_database_connection_that_died_while_idle_is_replaced_for_the_claim(make_plugin):
+    plugin = make_plugin("after-restart", "def run():\n    print('ran')\n")
+    task = Task.objects.create(plugin=plugin)
+    backend = connection.connection.info.backend_pid
+    other = connection.copy()
+    with other.cursor() as cursor:  # what a database restart does to an idle worker
+        cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+    other.close()
+    execute_task(str(task.pk), worker="test-worker")
+    assert connection.connection.info.backend_pid != backend
+    task.refresh_from_db()
+    assert task.status == TaskStatus.SUCCESS
+    assert [x.message for x in lines(task) if x.source == "stdout"] == ["ran"]
 
 
 def test_it_fails_clearly_when_the_file_is_gone(make_plugin, plugins_dir):

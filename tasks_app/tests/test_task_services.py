@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from plugins_app.models import Plugin
+from plugins_app.models import Plugin, PluginVersion
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import (
     ParamsInvalid,
@@ -105,10 +105,26 @@ def test_a_broken_schema_is_reported_as_params_invalid():
 def test_it_refuses_a_plugin_that_cannot_run(backup, alice, change, reason):
     Plugin.objects.filter(pk=backup.pk).update(**change)
     with pytest.raises(PluginNotRunnable) as caught:
-        task_create(plugin=backup, params={"source": "/x"}, user=alice)
+        task_create(plugin=Plugin.objects.get(pk=backup.pk), params={"source": "/x"}, user=alice)
     assert caught.value.reason == reason
     assert backup.pk in str(caught.value)
     assert Task.objects.count() == 0
+
+
+def test_a_run_records_the_registered_version_of_its_plugin(backup, alice):
+    old = PluginVersion.objects.create(plugin=backup, sha256="0" * 64, md5="0" * 32, source="")
+    current = PluginVersion.objects.create(
+        plugin=backup, sha256=backup.sha256, md5=backup.md5, version="1.2", source="x"
+    )
+    task = task_create(plugin=backup, params={"source": "/x"}, user=alice)
+    assert task.plugin_version == current != old
+    assert Task.objects.get(pk=task.pk).plugin_version_id == current.pk
+
+
+def test_a_plugin_without_a_stored_version_still_runs_with_none_recorded(backup, alice):
+    task = task_create(plugin=backup, params={"source": "/x"}, user=alice)
+    assert task.plugin_version is None
+    assert Task.objects.get(pk=task.pk).plugin_sha256 == backup.sha256
 
 
 def test_cancelling_a_pending_task_cancels_it_at_once(backup, alice):

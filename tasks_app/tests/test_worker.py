@@ -6,6 +6,7 @@ import time
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from tasks_app.models import Task, TaskLog, TaskStatus
 from tasks_app.services import task_cancel, task_create
@@ -33,6 +34,32 @@ def test_a_task_created_by_the_service_runs_on_a_worker(worker_factory, make_plu
     assert task.result == "there"
     assert task.worker == worker.hostname
     assert TaskLog.objects.filter(task=task, message="hi there").exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL sessions are visible")
+def test_a_worker_keeps_its_database_connection_from_one_run_to_the_next(
+    worker_factory, make_plugin
+):
+    # Celery's Django fixup would close it around every task: a new connection per run.
+    plugin = make_plugin("quick", "def run():\n    print('done')\n")
+    worker_factory()
+
+    def worker_sessions() -> set[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, backend_start FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return set(cursor.fetchall())
+
+    first = task_create(plugin=plugin, params={}, user=None)
+    wait_for_status(first, TaskStatus.SUCCESS)
+    after_first = worker_sessions()
+    assert after_first, "the worker holds no connection between runs"
+    for _ in range(3):
+        task = task_create(plugin=plugin, params={}, user=None)
+        wait_for_status(task, TaskStatus.SUCCESS)
+    assert after_first <= worker_sessions()
 
 
 def test_a_duplicate_message_is_a_no_op_on_a_real_worker(worker_factory, make_plugin):
