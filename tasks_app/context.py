@@ -1,5 +1,5 @@
-"""What a plugin sees while it runs: `TaskContext`, its logger, and the capture of `print()`
-and stdlib `logging`.
+"""What a plugin sees while it runs: `TaskContext`, its logger, and the capture of `print()`,
+stdlib `logging` and anything written to file descriptors 1 and 2 (subprocesses, C code).
 
 Everything here lives in the plugin's own process, forked from the worker by `runner.py`.
 A log call formats its message and appends one tuple to a bounded in-memory buffer under a
@@ -17,6 +17,7 @@ worker runs anyway.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import inspect
@@ -26,6 +27,7 @@ import logging
 import mmap
 import os
 import pickle
+import select
 import signal
 import struct
 import sys
@@ -41,6 +43,9 @@ HEADER = struct.Struct("!I")
 SEND_INTERVAL = 0.05
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 SOURCE_MAX = 100
+# After run() returns: how long output still arriving on fds 1/2 (from a process the plugin
+# started and left running) is waited for before the run ends without it.
+FD_DRAIN_SECONDS = 1.0
 
 
 class PluginTimeLimitExceeded(Exception):
@@ -146,6 +151,7 @@ class PluginLogger:
         if len(message) > TaskLog.MESSAGE_LIMIT:
             message = TaskLog.clean_message(message)
         meta = json.dumps(metadata, default=str) if metadata else None
+        take_fd_output()
         self._put((time.time(), level, self._source, message, meta))
 
     def debug(self, msg: Any, *args: Any, **metadata: Any) -> None:
@@ -224,7 +230,8 @@ class TaskContext:
 
 
 class StreamCapture(io.TextIOBase):
-    """Stands in for sys.stdout / sys.stderr: every complete line becomes a log line."""
+    """Stands in for sys.stdout / sys.stderr, and takes what arrives on fd 1 / fd 2 (see
+    FdCapture): every complete line becomes a log line; the rest waits for its newline."""
 
     def __init__(self, buffer: LineBuffer, source: str, level: int):
         super().__init__()
@@ -247,8 +254,13 @@ class StreamCapture(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        take_fd_output()
+        self.add(text)
+        return len(text)
+
+    def add(self, text: str) -> None:
         if not text:
-            return 0
+            return
         with self._lock:
             data = self._partial + text
             lines = data.split("\n")
@@ -262,7 +274,6 @@ class StreamCapture(io.TextIOBase):
                 if len(line) > TaskLog.MESSAGE_LIMIT:
                     line = TaskLog.clean_message(line)
                 self._put((now, self._level, self._source, line.rstrip("\r"), None))
-        return len(text)
 
     def flush(self) -> None:
         pass
@@ -273,6 +284,98 @@ class StreamCapture(io.TextIOBase):
             if self._partial:
                 self._put((time.time(), self._level, self._source, self._partial, None))
                 self._partial = ""
+
+
+_FD_CAPTURE: FdCapture | None = None  # the plugin process's capture while run() runs
+
+
+def take_fd_output() -> None:
+    """Log what is waiting on the captured descriptors before a line written from Python, so
+    that `print("done")` after `subprocess.run(...)` comes after the subprocess's output.
+    Costs one lock and one poll (well under a microsecond) when nothing is waiting."""
+    capture = _FD_CAPTURE
+    if capture is not None:
+        capture.take()
+
+
+class FdCapture:
+    """Points file descriptors (1 and 2) at pipes and logs what arrives through their
+    StreamCaptures: output that bypasses `sys.stdout` — a subprocess that inherits the
+    descriptor, C code, `os.write(1, ...)`.
+
+    A thread per pipe waits for data; it, or a Python-level log call (`take()`), reads under
+    one lock, so lines keep the order they were written in. Decoding is incremental UTF-8
+    (invalid bytes become U+FFFD). A full pipe makes the writer wait: backpressure, as for a
+    log call."""
+
+    def __init__(self, targets: dict[int, StreamCapture]):
+        global _FD_CAPTURE
+        self._lock = threading.Lock()
+        self._ready = select.poll()  # used under the lock only
+        self._pipes: dict[int, tuple] = {}  # read end → (fd, saved copy of fd, capture, decoder)
+        self._open: set[int] = set()  # read ends not at end of file (and still taken)
+        for fd, capture in targets.items():
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            saved = os.dup(fd)
+            os.dup2(write_fd, fd)
+            os.close(write_fd)
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            self._pipes[read_fd] = (fd, saved, capture, decoder)
+            self._ready.register(read_fd, select.POLLIN)
+            self._open.add(read_fd)
+        self._threads = [
+            threading.Thread(target=self._pump, args=(r,), name=f"octopus-fd{p[0]}", daemon=True)
+            for r, p in self._pipes.items()
+        ]
+        for thread in self._threads:
+            thread.start()
+        _FD_CAPTURE = self
+
+    def _pump(self, read_fd: int) -> None:
+        waiting = select.poll()
+        waiting.register(read_fd, select.POLLIN)
+        while read_fd in self._open:
+            waiting.poll()  # data, or every writer gone
+            with self._lock:
+                self._read(read_fd)
+
+    def take(self) -> None:
+        with self._lock:
+            for read_fd, _ in self._ready.poll(0):
+                self._read(read_fd)
+
+    def _read(self, read_fd: int) -> None:
+        """Log everything in this pipe now (caller holds the lock)."""
+        _, _, capture, decoder = self._pipes[read_fd]
+        while read_fd in self._open:
+            try:
+                data = os.read(read_fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                capture.add(decoder.decode(b"", final=True))
+                self._open.discard(read_fd)
+                self._ready.unregister(read_fd)
+                return
+            capture.add(decoder.decode(data))
+
+    def stop(self, timeout: float) -> bool:
+        """Give the descriptors back and log what is left in the pipes. A process the plugin
+        left running in the background may hold a pipe open: its output is logged for up to
+        `timeout` seconds, then no longer. True when every pipe was read to its end."""
+        global _FD_CAPTURE
+        _FD_CAPTURE = None
+        for fd, saved, _, _ in self._pipes.values():
+            os.dup2(saved, fd)
+            os.close(saved)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            drained = not self._open
+            self._open.clear()
+        return drained
 
 
 class CaptureHandler(logging.Handler):
@@ -293,6 +396,7 @@ class CaptureHandler(logging.Handler):
             if len(message) > TaskLog.MESSAGE_LIMIT:
                 message = TaskLog.clean_message(message)
             level = LogLevel.from_number(record.levelno).value
+            take_fd_output()
             self._put((record.created, level, record.name[:SOURCE_MAX], message, None))
         except Exception:
             self.handleError(record)
@@ -417,6 +521,7 @@ def _run_plugin(
     stdout = StreamCapture(buffer, "stdout", INFO)
     # stderr is diagnostics more often than failure; WARNING keeps ERROR meaningful.
     stderr = StreamCapture(buffer, "stderr", WARNING)
+    fds = FdCapture({1: stdout, 2: stderr})
     handler = CaptureHandler(buffer)
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -452,6 +557,12 @@ def _run_plugin(
         return {"status": "FAILED", "result": None, "error": error[:10000],
                 "traceback": traceback.format_exc()}  # fmt: skip
     finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        for stream in (sys.__stdout__, sys.__stderr__):  # what they hold goes to the pipes
+            with contextlib.suppress(Exception):
+                stream.flush()
+        if not fds.stop(timeout=FD_DRAIN_SECONDS):
+            buffer.put((time.time(), WARNING, "system", "output of processes the plugin "
+                        "left running is no longer captured", None))  # fmt: skip
         stdout.finish()
         stderr.finish()
-        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__

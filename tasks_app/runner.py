@@ -37,6 +37,7 @@ import pickle
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -307,6 +308,9 @@ class Run:
         read_fd, write_fd = os.pipe()
         user = self.task.user
         self.flush()
+        for stream in (sys.__stdout__, sys.__stderr__):  # or the plugin would log their rest
+            with contextlib.suppress(Exception):
+                stream.flush()
         pid = os.fork()
         if pid == 0:  # the plugin process
             os.close(read_fd)

@@ -480,3 +480,74 @@ def test_a_plugin_may_use_the_orm_without_breaking_the_workers_connection(make_p
     second = run(plugin)  # the worker's own connection still works after the first run
     assert (first.status, first.result) == (TaskStatus.SUCCESS, "RUNNING")
     assert (second.status, second.result) == (TaskStatus.SUCCESS, "RUNNING")
+
+
+def test_output_written_below_python_is_captured_in_the_order_it_was_written(make_plugin):
+    plugin = make_plugin(
+        "shell-out",
+        """
+        import os, subprocess
+
+        def run(context):
+            print("before")
+            subprocess.run(["sh", "-c", "echo from the child; echo child trouble >&2"])
+            context.log.info("after the child")
+            os.write(1, b"raw bytes on fd 1\\n")
+            os.write(1, "caf\\u00e9 ".encode() + b"\\xff\\n")
+            print("done")
+        """,
+    )
+    task = run(plugin)
+    assert task.status == TaskStatus.SUCCESS, task.error
+    captured = plugin_lines(task)
+    # stdout and stderr are two pipes: each keeps its order, and both come before what the
+    # plugin logs once the child has exited.
+    assert [x for x in captured if x[0] != "stderr"] == [
+        ("stdout", 20, "before"),
+        ("stdout", 20, "from the child"),
+        ("plugin", 20, "after the child"),
+        ("stdout", 20, "raw bytes on fd 1"),
+        ("stdout", 20, "caf\u00e9 \ufffd"),
+        ("stdout", 20, "done"),
+    ]
+    assert captured.index(("stderr", 30, "child trouble")) < captured.index(
+        ("plugin", 20, "after the child")
+    )
+    assert_contiguous(task)
+
+
+def test_a_legacy_plugin_gets_a_subprocess_output_too(make_plugin):
+    plugin = make_plugin(
+        "legacy-shell",
+        """
+        import subprocess
+
+        def run(**kwargs):
+            subprocess.run(["echo", kwargs["word"]], check=True)
+        """,
+    )
+    task = run(plugin, {"word": "hello"})
+    assert task.status == TaskStatus.SUCCESS, task.error
+    assert plugin_lines(task) == [("stdout", 20, "hello")]
+
+
+def test_a_process_left_running_does_not_hold_the_run_open(make_plugin):
+    plugin = make_plugin(
+        "leaves-one-behind",
+        """
+        import subprocess
+
+        def run():
+            subprocess.Popen(["sh", "-c", "echo started; sleep 30; echo too late"])
+            import time
+            time.sleep(0.5)
+        """,
+    )
+    started = time.monotonic()
+    task = run(plugin)
+    assert time.monotonic() - started < 20  # not the 30 s of the background process
+    assert task.status == TaskStatus.SUCCESS, task.error
+    messages = [x.message for x in lines(task)]
+    assert "started" in messages and "too late" not in messages
+    assert "output of processes the plugin left running is no longer captured" in messages
+    assert messages[-1] == "finished: SUCCESS"
