@@ -32,6 +32,8 @@ def _recycle_database_connections(**kwargs) -> None:
 
     for conn in connections.all(initialized_only=True):
         conn.close_if_unusable_or_obsolete()
+
+
 _stop_heartbeat = threading.Event()
 
 

@@ -211,6 +211,8 @@ TASK_CANCEL_GRACE_SECONDS = _int("TASK_CANCEL_GRACE_SECONDS", 10, minimum=1)
 TASK_HEARTBEAT_SECONDS = _int("TASK_HEARTBEAT_SECONDS", 10, minimum=1)
 TASK_LOST_AFTER_SECONDS = _int("TASK_LOST_AFTER_SECONDS", 60, minimum=2)
 TASK_REAP_INTERVAL_SECONDS = _int("TASK_REAP_INTERVAL_SECONDS", 30, minimum=1)
+# The same pass enqueues again PENDING tasks older than this whose broker message is gone.
+TASK_REQUEUE_AFTER_SECONDS = _int("TASK_REQUEUE_AFTER_SECONDS", 120, minimum=1)
 # The daily cleanup deletes finished tasks older than this many days; 0 = keep forever.
 TASK_RETENTION_DAYS = _int("TASK_RETENTION_DAYS", 30, minimum=0)
 # Log lines a plugin may have in memory before its log call waits (backpressure).

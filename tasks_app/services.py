@@ -1,4 +1,5 @@
-"""Task workflows with side effects: create (validate + enqueue), cancel, reap, clean up.
+"""Task workflows with side effects: create (validate + enqueue), cancel, reap, requeue,
+clean up.
 
 Callers: the API and pages (task_create / task_cancel), the `run_plugin`, `reap_tasks` and
 `cleanup_tasks` commands, the beat entries in `tasks_app/tasks.py`. Execution itself is in
@@ -152,7 +153,8 @@ def _enqueue(task_id) -> None:
     from tasks_app.tasks import run_task
 
     try:
-        run_task.apply_async(args=[str(task_id)])
+        # The message carries the run's id as its own: the requeue check finds it by that.
+        run_task.apply_async(args=[str(task_id)], task_id=str(task_id))
     except Exception as exc:
         logger.exception("could not enqueue task %s", task_id)
         task = Task(pk=task_id)
@@ -217,6 +219,51 @@ def tasks_reap_lost(*, lost_after_seconds: int | None = None) -> list[str]:
             reaped.append(str(task_id))
             realtime.publish_status(Task.objects.get(pk=task_id))
     return reaped
+
+
+def broker_queued_task_ids() -> set[str]:
+    """Ids of the runs whose message is waiting in the broker's queue (read, not taken).
+    One LRANGE of the queue: fine for the thousands of messages a backlog holds."""
+    from octopus.celery import app
+
+    with app.connection_for_read() as conn:
+        raw = conn.default_channel.client.lrange(app.conf.task_default_queue, 0, -1)
+    ids = set()
+    for item in raw:
+        try:
+            headers = json.loads(item).get("headers") or {}
+        except (ValueError, AttributeError):
+            continue  # not a Celery message; not ours to judge
+        if headers.get("task") == "tasks_app.run_task":
+            ids.add(str(headers.get("id")))
+            ids.add(str(headers.get("argsrepr", "")).strip("[]()',\" "))
+    return ids
+
+
+def tasks_requeue_lost(*, after_seconds: int | None = None) -> list[str]:
+    """Enqueue again the PENDING runs older than the bound whose message is not waiting in
+    the broker — lost with a Redis that restarted empty, or taken by a worker that died
+    before it could claim the run. Returns their ids.
+
+    A second message for a run is harmless: the claim is a compare-and-set, so the extra
+    delivery finds nothing to claim. Runs waiting in a long queue keep their message and are
+    left alone. Costs one indexed SELECT and, when some PENDING run is old, one LRANGE."""
+    bound = timezone.now() - timedelta(seconds=after_seconds or settings.TASK_REQUEUE_AFTER_SECONDS)
+    stale = list(
+        Task.objects.filter(status=TaskStatus.PENDING, created_at__lt=bound)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:1000]
+    )
+    if not stale:
+        return []
+    queued = broker_queued_task_ids()
+    requeued = []
+    for task_id in stale:
+        if str(task_id) not in queued:
+            logger.warning("task %s is PENDING without a message in the broker; requeued", task_id)
+            _enqueue(task_id)
+            requeued.append(str(task_id))
+    return requeued
 
 
 AGE_PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)

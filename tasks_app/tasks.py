@@ -24,8 +24,8 @@ def run_task(self, task_id: str) -> str:
 
 
 @shared_task(name="tasks_app.reap_lost_tasks", ignore_result=True)
-def reap_lost_tasks() -> list[str]:
-    return services.tasks_reap_lost()
+def reap_lost_tasks() -> dict[str, list[str]]:
+    return {"failed": services.tasks_reap_lost(), "requeued": services.tasks_requeue_lost()}
 
 
 @shared_task(name="tasks_app.cleanup_old_tasks", ignore_result=True)

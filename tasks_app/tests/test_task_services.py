@@ -12,11 +12,13 @@ from tasks_app.models import Task, TaskStatus
 from tasks_app.services import (
     ParamsInvalid,
     PluginNotRunnable,
+    _enqueue,
     params_validate,
     parse_age,
     task_cancel,
     task_create,
     tasks_reap_lost,
+    tasks_requeue_lost,
 )
 
 pytestmark = pytest.mark.django_db
@@ -185,3 +187,32 @@ def test_ages_are_parsed(text, expected):
 def test_bad_ages_are_refused_clearly(text):
     with pytest.raises(ValueError, match="age"):
         parse_age(text)
+
+
+def created_ago(task: Task, seconds: int) -> None:
+    Task.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_pending_run_whose_message_is_gone_is_queued_again_once(backup, redis_client):
+    redis_client.delete("celery")  # a Redis that restarted empty: no message for `lost`
+    lost, waiting, young = (Task.objects.create(plugin=backup) for _ in range(3))
+    _enqueue(waiting.pk)  # still waiting for a worker in a long queue
+    for task in (lost, waiting):
+        created_ago(task, settings.TASK_REQUEUE_AFTER_SECONDS + 5)
+    assert queued_task_ids(redis_client) == [str(waiting.pk)]
+
+    assert tasks_requeue_lost() == [str(lost.pk)]  # not `waiting` (queued), not `young`
+    assert sorted(queued_task_ids(redis_client)) == sorted([str(waiting.pk), str(lost.pk)])
+    assert tasks_requeue_lost() == []  # its message is there now
+    assert Task.objects.get(pk=lost.pk).status == TaskStatus.PENDING
+    assert Task.objects.get(pk=young.pk).status == TaskStatus.PENDING
+    redis_client.delete("celery")
+
+
+def test_runs_that_are_not_pending_are_never_queued_again(backup, redis_client):
+    redis_client.delete("celery")
+    for status in (TaskStatus.RUNNING, TaskStatus.SUCCESS, TaskStatus.CANCELLED):
+        task = Task.objects.create(plugin=backup, status=status)
+        created_ago(task, settings.TASK_REQUEUE_AFTER_SECONDS + 5)
+    assert tasks_requeue_lost() == []
+    assert queued_task_ids(redis_client) == []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 from tasks_app.models import Task, TaskLog, TaskStatus
 from tasks_app.services import task_cancel, task_create
@@ -60,6 +63,25 @@ def test_a_worker_keeps_its_database_connection_from_one_run_to_the_next(
         task = task_create(plugin=plugin, params={}, user=None)
         wait_for_status(task, TaskStatus.SUCCESS)
     assert after_first <= worker_sessions()
+
+
+def test_a_run_whose_message_redis_lost_runs_once_the_reaper_queued_it_again(
+    worker_factory, make_plugin, redis_client, settings
+):
+    plugin = make_plugin("lost-message", "def run():\n    print('ran')\n")
+    task = task_create(plugin=plugin, params={}, user=None)
+    redis_client.delete("celery")  # Redis restarted without persistence before any worker
+    Task.objects.filter(pk=task.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.TASK_REQUEUE_AFTER_SECONDS + 5)
+    )
+    out = io.StringIO()
+    call_command("reap_tasks", stdout=out)
+    assert f"requeued {task.pk}" in out.getvalue()
+    worker_factory()
+    wait_for_status(task, TaskStatus.SUCCESS, TaskStatus.FAILED)
+    assert task.status == TaskStatus.SUCCESS, task.error
+    assert task.attempt == 1
+    assert TaskLog.objects.filter(task=task, source="stdout", message="ran").count() == 1
 
 
 def test_a_duplicate_message_is_a_no_op_on_a_real_worker(worker_factory, make_plugin):

@@ -1,4 +1,5 @@
-"""`manage.py reap_tasks [--lost-after SECONDS]`: fail RUNNING tasks whose worker went silent.
+"""`manage.py reap_tasks [--lost-after SECONDS]`: fail RUNNING tasks whose worker went silent,
+and enqueue again PENDING tasks whose broker message is gone (TASK_REQUEUE_AFTER_SECONDS).
 
 The same work the beat entry `octopus-reap-lost-tasks` does every TASK_REAP_INTERVAL_SECONDS.
 """
@@ -8,11 +9,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks_app.services import tasks_reap_lost
+from tasks_app.services import tasks_reap_lost, tasks_requeue_lost
 
 
 class Command(BaseCommand):
-    help = "Mark RUNNING tasks without a recent heartbeat FAILED (worker lost)."
+    help = (
+        "Mark RUNNING tasks without a recent heartbeat FAILED (worker lost); enqueue again "
+        "PENDING tasks whose message the broker no longer holds."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -28,3 +32,7 @@ class Command(BaseCommand):
         for task_id in reaped:
             self.stdout.write(f"failed {task_id} (worker lost)")
         self.stdout.write(f"reaped {len(reaped)} task(s)")
+        requeued = tasks_requeue_lost()
+        for task_id in requeued:
+            self.stdout.write(f"requeued {task_id} (PENDING, its message was gone)")
+        self.stdout.write(f"requeued {len(requeued)} task(s)")
