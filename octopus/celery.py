@@ -1,5 +1,8 @@
 """The Celery app. Configuration comes from Django settings (`CELERY_*`).
 
+The beat process also runs the reaper (`_reap_forever`): failing runs whose worker died and
+queueing again runs whose broker message is gone.
+
 Workers announce themselves in Redis (`octopus:worker:<hostname>`, refreshed every
 `WORKER_HEARTBEAT_SECONDS`, expiring after three missed beats) so `/healthz` can tell whether
 any worker is alive without a broadcast round-trip.
@@ -7,11 +10,12 @@ any worker is alive without a broadcast round-trip.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+from celery.signals import beat_init, task_postrun, task_prerun, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "octopus.settings")
 
@@ -19,6 +23,7 @@ app = Celery("octopus")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+logger = logging.getLogger(__name__)
 WORKER_KEY_PREFIX = "octopus:worker:"
 
 
@@ -71,3 +76,33 @@ def _stop_heartbeat_on_shutdown(sender=None, **kwargs) -> None:
         _redis().delete(WORKER_KEY_PREFIX + hostname)
     except Exception:
         pass
+
+
+_stop_reaper = threading.Event()
+
+
+def _reap_forever() -> None:
+    """The reaper, in the beat process, at start and every TASK_REAP_INTERVAL_SECONDS. Not a
+    Celery task: it looks for runs whose worker died, and must work when no worker is alive
+    to take a message (one worker, SIGKILLed)."""
+    from django.conf import settings
+    from django.db import connections
+
+    from tasks_app.services import tasks_reap_pass
+
+    interval = settings.TASK_REAP_INTERVAL_SECONDS
+    while True:
+        try:
+            tasks_reap_pass()
+        except Exception:  # database or Redis down: say so, try again next time
+            logger.exception("reaper pass failed; next one in %ss", interval)
+        finally:
+            for conn in connections.all(initialized_only=True):
+                conn.close_if_unusable_or_obsolete()
+        if _stop_reaper.wait(interval):
+            return
+
+
+@beat_init.connect
+def _start_reaper(sender=None, **kwargs) -> None:
+    threading.Thread(target=_reap_forever, name="octopus-reaper", daemon=True).start()

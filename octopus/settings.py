@@ -210,6 +210,7 @@ TASK_CANCEL_GRACE_SECONDS = _int("TASK_CANCEL_GRACE_SECONDS", 10, minimum=1)
 # A running task's heartbeat; the reaper fails RUNNING tasks silent for TASK_LOST_AFTER_SECONDS.
 TASK_HEARTBEAT_SECONDS = _int("TASK_HEARTBEAT_SECONDS", 10, minimum=1)
 TASK_LOST_AFTER_SECONDS = _int("TASK_LOST_AFTER_SECONDS", 60, minimum=2)
+# The reaper runs in the beat process (not on a worker: it has to work with none alive).
 TASK_REAP_INTERVAL_SECONDS = _int("TASK_REAP_INTERVAL_SECONDS", 30, minimum=1)
 # The same pass enqueues again PENDING tasks older than this whose broker message is gone.
 TASK_REQUEUE_AFTER_SECONDS = _int("TASK_REQUEUE_AFTER_SECONDS", 120, minimum=1)
@@ -223,10 +224,6 @@ LOG_BUFFER_MAX_LINES = _int("LOG_BUFFER_MAX_LINES", 10000, minimum=100)
 LOG_FLUSH_MAX_LINES = _int("LOG_FLUSH_MAX_LINES", 5000, minimum=1)
 LOG_FLUSH_INTERVAL_MS = _int("LOG_FLUSH_INTERVAL_MS", 100, minimum=10)
 CELERY_BEAT_SCHEDULE = {
-    "octopus-reap-lost-tasks": {
-        "task": "tasks_app.reap_lost_tasks",
-        "schedule": float(TASK_REAP_INTERVAL_SECONDS),
-    },
     "octopus-cleanup-old-tasks": {
         "task": "tasks_app.cleanup_old_tasks",
         "schedule": 24 * 3600.0,

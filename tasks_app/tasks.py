@@ -25,7 +25,9 @@ def run_task(self, task_id: str) -> str:
 
 @shared_task(name="tasks_app.reap_lost_tasks", ignore_result=True)
 def reap_lost_tasks() -> dict[str, list[str]]:
-    return {"failed": services.tasks_reap_lost(), "requeued": services.tasks_requeue_lost()}
+    """A reaper pass on a worker, on demand. The periodic pass runs in the beat process (a
+    dead worker cannot reap itself, and with one worker there would be none to do it)."""
+    return services.tasks_reap_pass()
 
 
 @shared_task(name="tasks_app.cleanup_old_tasks", ignore_result=True)

@@ -1,7 +1,7 @@
 """`manage.py reap_tasks [--lost-after SECONDS]`: fail RUNNING tasks whose worker went silent,
 and enqueue again PENDING tasks whose broker message is gone (TASK_REQUEUE_AFTER_SECONDS).
 
-The same work the beat entry `octopus-reap-lost-tasks` does every TASK_REAP_INTERVAL_SECONDS.
+The same pass the beat process runs every TASK_REAP_INTERVAL_SECONDS (octopus/celery.py).
 """
 
 from __future__ import annotations
