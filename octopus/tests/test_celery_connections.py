@@ -20,7 +20,7 @@ def open_connection():
 
 def test_a_good_connection_within_conn_max_age_is_kept_for_the_next_task():
     raw = open_connection()
-    connection.close_at = time.monotonic() + 60  # as CONN_MAX_AGE=60 (PostgreSQL's default)
+    connection.close_at = time.monotonic() + 60  # as CONN_MAX_AGE=60, the default
     _recycle_database_connections()
     assert connection.connection is raw
 
