@@ -156,111 +156,52 @@ def make_plugin(plugins_dir) -> Callable[..., Plugin]:
     return make
 
 
-class WorkerProcess:
-    """A real `celery worker` child process against the test database and Redis."""
+class CeleryProcess:
+    """A real `celery` child process (worker or beat) against the test database and Redis,
+    logging to var/<name>.log. Subclasses give the command line and when it is ready."""
 
-    def __init__(self, *, concurrency: int = 1, extra_env: dict[str, str] | None = None):
-        self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
+    kind = ""
+
+    def __init__(self, *, extra_env: dict[str, str] | None = None):
+        self.name = f"{self.kind}-{uuid.uuid4().hex[:8]}"
         self.env = subprocess_env(**(extra_env or {}))
-        self.concurrency = concurrency
+        self.log_path = BASE_DIR / "var" / f"{self.name}.log"
         self.proc: subprocess.Popen | None = None
-        self.log_path = BASE_DIR / "var" / f"worker-{self.hostname.split('@')[0]}.log"
 
-    def start(self, timeout: float = 30) -> WorkerProcess:
-        from octopus.celery import WORKER_KEY_PREFIX
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30):
         self.log_path.parent.mkdir(exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "octopus", "worker", "-l", "info",
-             "-n", self.hostname, "-c", str(self.concurrency), "--without-gossip",
-             "--without-mingle"],
+            [sys.executable, "-m", "celery", "-A", "octopus", *self.command()],
             cwd=BASE_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so kill() takes its children too
         )  # fmt: skip
-        client = redis_lib.Redis.from_url(self.env["REDIS_URL"])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
-            if client.exists(WORKER_KEY_PREFIX + self.hostname):
+                raise RuntimeError(f"{self.kind} exited early:\n{self.output()[-3000:]}")
+            if self.ready():
                 return self
             time.sleep(0.1)
-        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(f"{self.kind} not ready in {timeout}s:\n{self.output()[-3000:]}")
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self) -> None:
-        """SIGKILL the worker and every process it started (pool children, plugin processes),
-        as a machine or container dying would."""
+        """SIGKILL the process and every process it started (pool children, plugin
+        processes), as a machine or container dying would."""
         import signal
 
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self._log.close()
-
-
-@pytest.fixture
-def worker_factory(transactional_db):
-    """Start real worker processes; each is stopped when the test ends."""
-    started: list[WorkerProcess] = []
-
-    def start(**kwargs) -> WorkerProcess:
-        worker = WorkerProcess(**kwargs).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-@pytest.fixture
-def celery_worker_process(worker_factory) -> WorkerProcess:
-    return worker_factory()
-
-
-class BeatProcess:
-    """A real `celery beat` child process (DatabaseScheduler) against the test database."""
-
-    def __init__(self, *, extra_env: dict[str, str] | None = None):
-        self.name = f"beat-{uuid.uuid4().hex[:8]}"
-        self.env = subprocess_env(**(extra_env or {}))
-        self.log_path = BASE_DIR / "var" / f"{self.name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30) -> BeatProcess:
-        self.log_path.parent.mkdir(exist_ok=True)
-        self._log = open(self.log_path, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "octopus", "beat", "-l", "debug",
-             "--pidfile=", "--max-interval", "1",
-             "-s", str(BASE_DIR / "var" / f"{self.name}-schedule")],
-            cwd=BASE_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"beat exited early:\n{self.output()[-3000:]}")
-            if "beat: Starting" in self.output():
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"beat not ready in {timeout}s:\n{self.output()[-3000:]}")
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, *, kill: bool = False, timeout: float = 20) -> None:
         if self.proc and self.proc.poll() is None:
@@ -277,16 +218,64 @@ class BeatProcess:
             self._log.close()
 
 
-@pytest.fixture
-def beat_factory(transactional_db):
-    """Start real beat processes; each is stopped when the test ends."""
-    started: list[BeatProcess] = []
+class WorkerProcess(CeleryProcess):
+    """`celery worker`; ready once it has written its heartbeat key."""
 
-    def start(**kwargs) -> BeatProcess:
-        beat = BeatProcess(**kwargs).start()
-        started.append(beat)
-        return beat
+    kind = "worker"
+
+    def __init__(self, *, concurrency: int = 1, extra_env: dict[str, str] | None = None):
+        super().__init__(extra_env=extra_env)
+        self.hostname = f"{self.name}@localhost"
+        self.concurrency = concurrency
+        self._redis = redis_lib.Redis.from_url(self.env["REDIS_URL"])
+
+    def command(self) -> list[str]:
+        return ["worker", "-l", "info", "-n", self.hostname, "-c", str(self.concurrency),
+                "--without-gossip", "--without-mingle"]  # fmt: skip
+
+    def ready(self) -> bool:
+        from octopus.celery import WORKER_KEY_PREFIX
+
+        return bool(self._redis.exists(WORKER_KEY_PREFIX + self.hostname))
+
+
+class BeatProcess(CeleryProcess):
+    """`celery beat` (DatabaseScheduler, ticking at least every second)."""
+
+    kind = "beat"
+
+    def command(self) -> list[str]:
+        return ["beat", "-l", "debug", "--pidfile=", "--max-interval", "1",
+                "-s", str(BASE_DIR / "var" / f"{self.name}-schedule")]  # fmt: skip
+
+    def ready(self) -> bool:
+        return "beat: Starting" in self.output()
+
+
+def _process_factory(cls):
+    """Start real processes of `cls`; each is stopped when the test ends."""
+    started: list[CeleryProcess] = []
+
+    def start(**kwargs):
+        process = cls(**kwargs).start()
+        started.append(process)
+        return process
 
     yield start
-    for beat in started:
-        beat.stop()
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def worker_factory(transactional_db):
+    yield from _process_factory(WorkerProcess)
+
+
+@pytest.fixture
+def celery_worker_process(worker_factory) -> WorkerProcess:
+    return worker_factory()
+
+
+@pytest.fixture
+def beat_factory(transactional_db):
+    yield from _process_factory(BeatProcess)

@@ -139,13 +139,19 @@ async def follow_log(
     max_queue: int = 16,
     timeout: float = 180,
 ) -> dict:
-    """Follow a run's log socket like a careful client: check that frames cover consecutive
-    seq ranges; on a gap, reconnect with `after_seq` (counted in `resyncs`). Returns the
-    lines, the final status event and the resync count."""
+    """Follow a run's log socket like a careful client (and as the page does): check that
+    frames cover consecutive seq ranges; on a gap, or when the connection drops without a
+    close (1006), reconnect with `after_seq` (counted in `resyncs`). Returns the lines, the
+    final status event and the resync count.
+
+    A drop happens to a slow reader: the server closes after the final status, and daphne
+    aborts a connection whose client has not answered that close within a second (autobahn's
+    close handshake timeout) — with `max_queue=1` the answer waits behind unread frames."""
     import asyncio
     import json
 
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosedError
 
     lines: list[dict] = []
     resyncs = 0
@@ -163,21 +169,26 @@ async def follow_log(
                 max_queue=max_queue,
             ) as ws:
                 gap = False
-                async for raw in ws:
-                    if read_delay:
-                        await asyncio.sleep(read_delay)
-                    event = json.loads(raw)
-                    if event["type"] == "lines":
-                        if event["from_seq"] != covered + 1:
-                            gap = True
-                            break
-                        lines.extend(event["lines"])
-                        covered = event["to_seq"]
-                    elif event["type"] == "status" and event["status"] in (
-                        "SUCCESS", "FAILED", "CANCELLED"
-                    ):  # fmt: skip
-                        status = event
-                        covered = max(covered, event.get("to_seq", covered))
+                try:
+                    async for raw in ws:
+                        if read_delay:
+                            await asyncio.sleep(read_delay)
+                        event = json.loads(raw)
+                        if event["type"] == "lines":
+                            if event["from_seq"] != covered + 1:
+                                gap = True
+                                break
+                            lines.extend(event["lines"])
+                            covered = event["to_seq"]
+                        elif event["type"] == "status" and event["status"] in (
+                            "SUCCESS", "FAILED", "CANCELLED"
+                        ):  # fmt: skip
+                            status = event
+                            covered = max(covered, event.get("to_seq", covered))
+                except ConnectionClosedError as exc:
+                    if exc.rcvd is not None:
+                        raise  # a close the server chose, with an error code: not a drop
+                    gap = status is None
                 if gap:
                     resyncs += 1
                 elif status is None:
