@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from celery import Celery
 from celery.signals import beat_init, task_postrun, task_prerun, worker_ready, worker_shutdown
@@ -78,15 +79,11 @@ def _stop_heartbeat_on_shutdown(sender=None, **kwargs) -> None:
         pass
 
 
-_stop_reaper = threading.Event()
-
-
 def _reap_forever() -> None:
     """The reaper, in the beat process, at start and every TASK_REAP_INTERVAL_SECONDS. Not a
     Celery task: it looks for runs whose worker died, and must work when no worker is alive
     to take a message (one worker, SIGKILLed)."""
     from django.conf import settings
-    from django.db import connections
 
     from tasks_app.services import tasks_reap_pass
 
@@ -97,10 +94,8 @@ def _reap_forever() -> None:
         except Exception:  # database or Redis down: say so, try again next time
             logger.exception("reaper pass failed; next one in %ss", interval)
         finally:
-            for conn in connections.all(initialized_only=True):
-                conn.close_if_unusable_or_obsolete()
-        if _stop_reaper.wait(interval):
-            return
+            _recycle_database_connections()
+        time.sleep(interval)
 
 
 @beat_init.connect

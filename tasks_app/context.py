@@ -378,6 +378,15 @@ class FdCapture:
         return drained
 
 
+def flush_std_streams() -> None:
+    """Write out what the interpreter's own stdout/stderr objects hold: before the worker
+    forks (or the plugin would log the worker's leftovers) and before the plugin's capture
+    stops (so what the plugin left there is logged)."""
+    for stream in (sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
 class CaptureHandler(logging.Handler):
     """A root logging handler: every record becomes a line whose source is the logger name."""
 
@@ -558,9 +567,7 @@ def _run_plugin(
                 "traceback": traceback.format_exc()}  # fmt: skip
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        for stream in (sys.__stdout__, sys.__stderr__):  # what they hold goes to the pipes
-            with contextlib.suppress(Exception):
-                stream.flush()
+        flush_std_streams()
         if not fds.stop(timeout=FD_DRAIN_SECONDS):
             buffer.put((time.time(), WARNING, "system", "output of processes the plugin "
                         "left running is no longer captured", None))  # fmt: skip

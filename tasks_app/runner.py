@@ -37,7 +37,6 @@ import pickle
 import queue
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -50,7 +49,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 
 from tasks_app import realtime
-from tasks_app.context import HEADER, child_main
+from tasks_app.context import HEADER, child_main, flush_std_streams
 from tasks_app.models import LogLevel, Task, TaskLog, TaskStatus
 from tasks_app.services import PluginNotRunnable, plugin_not_runnable_reason
 
@@ -308,9 +307,7 @@ class Run:
         read_fd, write_fd = os.pipe()
         user = self.task.user
         self.flush()
-        for stream in (sys.__stdout__, sys.__stderr__):  # or the plugin would log their rest
-            with contextlib.suppress(Exception):
-                stream.flush()
+        flush_std_streams()
         pid = os.fork()
         if pid == 0:  # the plugin process
             os.close(read_fd)

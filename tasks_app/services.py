@@ -266,11 +266,12 @@ def tasks_requeue_lost(*, after_seconds: int | None = None) -> list[str]:
     return requeued
 
 
-def tasks_reap_pass() -> dict[str, list[str]]:
+def tasks_reap_pass(*, lost_after_seconds: int | None = None) -> dict[str, list[str]]:
     """One pass of the reaper: fail RUNNING runs whose worker went silent, queue again
     PENDING runs whose message is gone. Run by the beat process every
     TASK_REAP_INTERVAL_SECONDS (octopus/celery.py) and by `manage.py reap_tasks`."""
-    failed, requeued = tasks_reap_lost(), tasks_requeue_lost()
+    failed = tasks_reap_lost(lost_after_seconds=lost_after_seconds)
+    requeued = tasks_requeue_lost()
     for task_id in failed:
         logger.warning("task %s: its worker went silent; marked FAILED (worker lost)", task_id)
     return {"failed": failed, "requeued": requeued}

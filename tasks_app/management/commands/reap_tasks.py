@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks_app.services import tasks_reap_lost, tasks_requeue_lost
+from tasks_app.services import tasks_reap_pass
 
 
 class Command(BaseCommand):
@@ -28,11 +28,10 @@ class Command(BaseCommand):
         lost_after = options["lost_after"]
         if lost_after is not None and lost_after < 1:
             raise CommandError("--lost-after must be at least 1 second")
-        reaped = tasks_reap_lost(lost_after_seconds=lost_after)
-        for task_id in reaped:
+        done = tasks_reap_pass(lost_after_seconds=lost_after)
+        for task_id in done["failed"]:
             self.stdout.write(f"failed {task_id} (worker lost)")
-        self.stdout.write(f"reaped {len(reaped)} task(s)")
-        requeued = tasks_requeue_lost()
-        for task_id in requeued:
+        self.stdout.write(f"reaped {len(done['failed'])} task(s)")
+        for task_id in done["requeued"]:
             self.stdout.write(f"requeued {task_id} (PENDING, its message was gone)")
-        self.stdout.write(f"requeued {len(requeued)} task(s)")
+        self.stdout.write(f"requeued {len(done['requeued'])} task(s)")
